@@ -1,0 +1,199 @@
+"""Command line: ``python -m hscc_core <command> --help``.
+
+Commands: ``train`` (train a classifier on phantoms or a folder data set) and
+``predict`` (classify scan files with a registry model or a saved artifact).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+EXAMPLES = """examples:
+  python -m hscc_core train --model alexnet --data phantoms --out checkpoints/alexnet-phantoms.safetensors
+  python -m hscc_core predict --model vgg16-brain-mri --json samples/*.jpg
+"""
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def report_path(path: str | Path) -> Path:
+    """Where the JSON report of an artifact at ``path`` goes (same name, ``.json``)."""
+    path = Path(path)
+    return path.with_suffix(".json") if path.suffix != ".json" else path.with_suffix(".report.json")
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- train
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a classifier (phantoms or a folder data set)",
+        description="Train a registry model from scratch. --data phantoms draws seeded synthetic "
+        "brain MRI slices (train/val/test from distinct seeds); --data DIR reads the public "
+        "four-class data set layout DIR/Training/<class>/ and DIR/Testing/<class>/ and holds out "
+        "a stratified validation split of Training. The best-on-validation model is saved "
+        "atomically to --out after each improving epoch; test metrics go to the report JSON.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="alexnet", help="registry model name")
+    p.add_argument("--data", default="phantoms", help="'phantoms' or a data set folder")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--out", required=True, help="artifact path (.safetensors); report beside it as .json")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle AdamW)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-train", type=int, default=8000, help="phantom training images")
+    p.add_argument("--n-val", type=int, default=800, help="phantom validation images")
+    p.add_argument("--n-test", type=int, default=2000, help="phantom test images")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share of a folder's Training split")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--num-workers", type=int, default=None,
+                   help="data loader processes (default 0 for phantoms, 2 for folders)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.set_defaults(func=_cmd_train)
+
+
+def _phantom_splits(spec, args):
+    from preprocessing.datasets import PhantomDataset
+    from .training import materialize
+
+    # Distinct seeds per split: phantoms are drawn independently per (seed, index).
+    return (materialize(PhantomDataset(args.n_train, args.seed * 3 + 1, spec), "drawing training phantoms"),
+            materialize(PhantomDataset(args.n_val, args.seed * 3 + 2, spec), "drawing validation phantoms"),
+            materialize(PhantomDataset(args.n_test, args.seed * 3 + 3, spec), "drawing test phantoms"))
+
+
+def _folder_splits(spec, args):
+    from torch.utils.data import Subset
+
+    from preprocessing.datasets import BrainMRIFolder, stratified_split
+
+    root = Path(args.data)
+    if not root.is_dir():
+        raise CliError(f"--data: {root} is neither 'phantoms' nor a folder")
+    train_aug = BrainMRIFolder(root, "Training", spec, augment=True)
+    train_plain = BrainMRIFolder(root, "Training", spec, augment=False)
+    test = BrainMRIFolder(root, "Testing", spec, augment=False)
+    tr_idx, val_idx = stratified_split(train_aug.targets, args.val_fraction, args.seed)
+    return Subset(train_aug, tr_idx.tolist()), Subset(train_plain, val_idx.tolist()), test
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    import torch
+
+    from models import build_model
+    from . import artifacts
+    from .metrics import classification_report
+    from .training import TrainConfig, predict_proba, train_classifier
+
+    _set_threads(args.threads)
+    model = build_model(args.model, pretrained=False)
+    spec = model.spec
+    phantoms = args.data == "phantoms"
+    workers = args.num_workers if args.num_workers is not None else (0 if phantoms else 2)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         num_workers=workers, device=args.device)
+    t0 = time.perf_counter()
+    train_set, val_set, test_set = (_phantom_splits if phantoms else _folder_splits)(spec, args)
+    data_seconds = time.perf_counter() - t0
+    print(f"data: {len(train_set)} train / {len(val_set)} val / {len(test_set)} test "
+          f"({'phantoms' if phantoms else args.data}; prepared in {data_seconds:.0f} s)", file=sys.stderr)
+    result = train_classifier(model, train_set, val_set, config, checkpoint=args.out,
+                              log=lambda m: print(m, file=sys.stderr))
+    probs, labels = predict_proba(model, test_set, args.batch_size, args.device, desc="testing")
+    test = classification_report(labels, probs.argmax(1), spec.class_names)
+    total = time.perf_counter() - t0
+    report = {
+        "model": args.model, "data": args.data, "config": asdict(config),
+        "sizes": {"train": len(train_set), "val": len(val_set), "test": len(test_set)},
+        "training": result.to_dict(), "test": test.to_dict(),
+        "seconds": {"data": data_seconds, "training": result.seconds, "total": total},
+        "threads": torch.get_num_threads(),
+    }
+    artifacts.save(model, args.out, extra={"training": result.to_dict(), "test": test.to_dict()})
+    report_path(args.out).write_text(json.dumps(report, indent=2))
+    print(f"test: {test.summary()}", file=sys.stderr)
+    print(f"saved {args.out} and {report_path(args.out)} in {total / 60:.1f} min", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- predict
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict", help="classify scan files (DICOM, NIfTI, PNG/JPEG)",
+        description="Classify each FILE and print one result per file. With --json, one JSON object "
+        "per line: file, label, probabilities (class -> p), latency_ms (median model time, batch 1), "
+        "and slice for volumes; a file that cannot be read gives {file, error} and the run goes on. "
+        "Exit status 1 if any file could not be read.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="vgg16-brain-mri", help="registry name or artifact path")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.add_argument("--slice", type=int, default=None, help="slice of volumes (default: most brain signal)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per file for latency_ms")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from models import DISPLAY_NAMES
+    from .artifacts import ArtifactError, resolve_model
+    from .inference import predict_file
+
+    _set_threads(args.threads)
+    try:
+        model = resolve_model(args.model)
+    except ArtifactError as e:
+        raise CliError(str(e)) from e
+    failures = 0
+    for f in args.files:
+        res = predict_file(model, f, slice_index=args.slice, repeats=args.repeats)
+        failures += "error" in res
+        if args.json:
+            print(json.dumps(res), flush=True)
+        elif "error" in res:
+            print(f"{f}: ERROR {res['error']}", flush=True)
+        else:
+            p = res["probabilities"][res["label"]]
+            print(f"{f}: {DISPLAY_NAMES.get(res['label'], res['label'])} (p={p:.3f}, "
+                  f"{res['latency_ms']:.1f} ms)", flush=True)
+    return 1 if failures else 0
+
+
+# ----------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hscc_core",
+        description="HSCC-MRI: train, compress, benchmark and run brain-tumour MRI classifiers.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_predict(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit status."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create .venv and install the pinned requirements (idempotent: skips pip when the
+# requirement files have not changed since the last successful install).
+# Usage: scripts/setup.sh [--dev]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+reqs=(requirements.txt)
+[[ "${1:-}" == "--dev" ]] && reqs+=(requirements-dev.txt)
+if [[ ! -x .venv/bin/python ]]; then
+  echo "setup: creating .venv with $($PY --version)" >&2
+  "$PY" -m venv .venv
+fi
+stamp=".venv/.installed-$(cat "${reqs[@]}" | sha256sum | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+  echo "setup: installing ${reqs[*]} (first run: a few minutes)" >&2
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  for r in "${reqs[@]}"; do .venv/bin/python -m pip install --quiet -r "$r"; done
+  touch "$stamp"
+fi
