@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     _add_predict(sub)
+    from .bench import add_bench_parser; add_bench_parser(sub)  # noqa: E702
     return parser
 
 

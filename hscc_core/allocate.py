@@ -1,0 +1,133 @@
+"""Rank allocation under a global FLOPs budget (HSCC.md §6).
+
+A :class:`LayerPlan` describes one target layer: its grid, the output pixels of each
+region and the FLOPs of one rank unit there. Allocators fill ``plan.ranks``.
+
+FLOPs follow ``FlopCounterMode`` (2 per multiply-add, biases not counted): a rank unit in
+region ``r`` costs ``2 * area_r * (D + O)`` (its ``k x k`` filter plus its 1x1 column).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass
+class LayerPlan:
+    """One target layer and its allocated ranks (one per region, row-major)."""
+
+    name: str
+    kind: str  # "conv" or "linear"
+    in_dim: int  # D = I*k*k
+    out_dim: int  # O
+    rows: list[int]
+    cols: list[int]
+    areas: list[int]
+    flops_original: int
+    ranks: list[int] = field(default_factory=list)
+
+    @property
+    def num_regions(self) -> int:
+        return len(self.areas)
+
+    @property
+    def max_rank(self) -> int:
+        """Largest useful rank: beyond it a factor pair costs more than the layer."""
+        return max(1, min(self.out_dim, self.in_dim, (self.out_dim * self.in_dim) // (self.out_dim + self.in_dim)))
+
+    def unit_cost(self, region: int) -> int:
+        return 2 * self.areas[region] * (self.in_dim + self.out_dim)
+
+    def flops(self, ranks: Sequence[int] | None = None) -> int:
+        ranks = self.ranks if ranks is None else ranks
+        return sum(self.unit_cost(r) * d for r, d in enumerate(ranks))
+
+
+def uniform_ranks(plans: Sequence[LayerPlan], target_flops: float) -> float:
+    """Give every layer the same FLOPs ratio ``ρ`` (one rank for all of its regions), with
+    ``ρ`` solved by bisection so the summed FLOPs land just under ``target_flops``.
+    Sets ``plan.ranks``; returns ``ρ``."""
+
+    def ranks_for(rho: float) -> list[list[int]]:
+        out = []
+        for p in plans:
+            d = int(min(p.max_rank, max(1, math.floor(rho * p.out_dim * p.in_dim / (p.out_dim + p.in_dim)))))
+            out.append([d] * p.num_regions)
+        return out
+
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        total = sum(p.flops(r) for p, r in zip(plans, ranks_for(mid)))
+        lo, hi = (mid, hi) if total <= target_flops else (lo, mid)
+    for p, r in zip(plans, ranks_for(lo)):
+        p.ranks = r
+    return lo
+
+
+def greedy_ranks(plans: Sequence[LayerPlan], spectra: Sequence[Sequence[np.ndarray]], target_flops: float,
+                 layer_weights: Sequence[float] | None = None,
+                 ratio_bounds: tuple[float, float] = (0.5, 2.5)) -> None:
+    """Global greedy allocation of rank units by gain per FLOP.
+
+    The gain of the ``j``-th unit of region ``r`` of layer ``l`` is the share of the layer's
+    response energy it keeps, ``area_r λ_rj / Σ_r' area_r' tr C_r'``, times the layer's
+    weight ``w_l`` (a measured end-to-end sensitivity; 1 by default). To keep error from
+    compounding through layers that the plain score would strip, each layer's FLOPs are
+    held within ``ratio_bounds`` times the uniform ratio: first every layer gets its floor
+    (its best units), then units are taken globally in descending score.
+
+    Args:
+        plans: target layers; ``plan.ranks`` is set.
+        spectra: per layer, per region, eigenvalues in descending order.
+        target_flops: FLOPs the target layers may use in total.
+        layer_weights: optional per-layer multipliers of the score.
+        ratio_bounds: ``(low, high)`` multiples of the uniform per-layer ratio.
+    """
+    weights = list(layer_weights) if layer_weights is not None else [1.0] * len(plans)
+    total_orig = sum(p.flops_original for p in plans)
+    rho = target_flops / total_orig
+    unit_layer, unit_region, unit_score, unit_cost = [], [], [], []
+    for li, (p, spec) in enumerate(zip(plans, spectra)):
+        energy = sum(p.areas[r] * float(np.sum(spec[r])) for r in range(p.num_regions)) or 1.0
+        for r in range(p.num_regions):
+            lam = np.asarray(spec[r][: p.max_rank], dtype=np.float64)
+            cost = p.unit_cost(r)
+            score = weights[li] * p.areas[r] * lam / energy / cost
+            # Rank order inside a region must be kept: enforce non-increasing scores.
+            score = np.minimum.accumulate(score) if len(score) else score
+            unit_layer += [li] * len(lam)
+            unit_region += [r] * len(lam)
+            unit_score.append(score)
+            unit_cost += [cost] * len(lam)
+    scores = np.concatenate(unit_score) if unit_score else np.zeros(0)
+    unit_layer, unit_region, unit_cost = np.array(unit_layer), np.array(unit_region), np.array(unit_cost)
+    ranks = [[0] * p.num_regions for p in plans]
+    spent = [0] * len(plans)
+    floor = [min(p.flops_original, ratio_bounds[0] * rho * p.flops_original) for p in plans]
+    ceil = [min(p.flops_original, ratio_bounds[1] * rho * p.flops_original) for p in plans]
+    order = np.argsort(-scores, kind="stable")
+    # 1) each layer's floor, from its own best units
+    for u in order:
+        li, r, c = unit_layer[u], unit_region[u], int(unit_cost[u])
+        if spent[li] + c <= floor[li] + c / 2:  # round to the nearest unit
+            ranks[li][r] += 1
+            spent[li] += c
+    taken = {(li, r): d for li, rr in enumerate(ranks) for r, d in enumerate(rr)}
+    # 2) global greedy for the rest, respecting the prefix structure per region
+    total = sum(spent)
+    for u in order:
+        li, r, c = unit_layer[u], unit_region[u], int(unit_cost[u])
+        if taken[(li, r)] > 0:  # units already given in step 1 come first in their region
+            taken[(li, r)] -= 1
+            continue
+        if total + c > target_flops or spent[li] + c > ceil[li]:
+            continue
+        ranks[li][r] += 1
+        spent[li] += c
+        total += c
+    for p, rr in zip(plans, ranks):
+        p.ranks = rr

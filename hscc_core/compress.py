@@ -1,0 +1,329 @@
+"""``compress(model, calibration, config) -> (compressed_model, report)``.
+
+The compression flow: model + calibration images → statistics → plan (ranks) →
+compressed model → report. One entry point for every method:
+
+* ``svd`` / ``tucker``: weights only; one FLOPs ratio for every target layer.
+* ``hscc``: (1) one forward pass over the calibration images accumulates per-region
+  response statistics of every target layer; (2) the global allocator turns their
+  spectra into ranks under the budget; (3) with sequential refit, layers are fitted in
+  network order against the partially compressed network (HSCC.md §2), otherwise
+  directly by response PCA (§5).
+"""
+from __future__ import annotations
+
+import copy
+import resource
+import time
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .allocate import LayerPlan, greedy_ranks, uniform_ranks
+from .artifacts import replace_submodule
+from .config import CompressionConfig, CompressionReport
+from .factorize import pca_factors, refit_factors, svd_factors, top_eigen, tucker2_factors
+from .flops import count_flops, count_params
+from .graph import layer_shapes, sequential_stages, target_layers
+from .modules import (LowRankConv2d, LowRankLinear, SpatialLowRankConv2d, TuckerConv2d, conv_geometry,
+                      grid_bounds)
+from .stats import RegionMoments
+
+Factors = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+# ----------------------------------------------------------------------------- plans
+def _weight_matrix(layer: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    w = layer.weight.detach().double().cpu().numpy()
+    b = layer.bias.detach().double().cpu().numpy() if layer.bias is not None else np.zeros(w.shape[0])
+    return w.reshape(w.shape[0], -1), b
+
+
+def make_plans(model: nn.Module, names: Sequence[str], regions: tuple[int, int]) -> list[LayerPlan]:
+    """One :class:`LayerPlan` per target layer, with its output grid at the model's input size."""
+    shapes = layer_shapes(model, names)
+    plans = []
+    for name in names:
+        layer = model.get_submodule(name)
+        out_shape = shapes[name][1]
+        if isinstance(layer, nn.Conv2d):
+            h, w = out_shape[2], out_shape[3]
+            rows, cols = grid_bounds(h, min(regions[0], h)), grid_bounds(w, min(regions[1], w))
+            areas = [(rows[i + 1] - rows[i]) * (cols[j + 1] - cols[j])
+                     for i in range(len(rows) - 1) for j in range(len(cols) - 1)]
+            d = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+            plans.append(LayerPlan(name, "conv", d, layer.out_channels, rows, cols, areas,
+                                   2 * layer.out_channels * d * h * w))
+        else:
+            plans.append(LayerPlan(name, "linear", layer.in_features, layer.out_features, [0, 1], [0, 1], [1],
+                                   2 * layer.out_features * layer.in_features))
+    return plans
+
+
+# ----------------------------------------------------------------------------- modules
+def build_lowrank_module(plan: LayerPlan, layer: nn.Module, factors: Sequence[Factors],
+                         out_size: tuple[int, int] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Turn per-region factors ``(first (d x D), second (O x d), bias (O,))`` into a module.
+
+    Returns the module and its artifact record config (without the path).
+    """
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float()  # noqa: E731
+    if plan.kind == "linear":
+        first, second, bias = factors[0]
+        cfg = {"in_features": plan.in_dim, "out_features": plan.out_dim, "rank": int(first.shape[0])}
+        mod = LowRankLinear(cfg)
+        with torch.no_grad():
+            if first.shape[0]:
+                mod.first.weight.copy_(t(first))
+                mod.second.weight.copy_(t(second))
+            mod.second.bias.copy_(t(bias))
+        return mod, {"type": "LowRankLinear", "config": cfg}
+    geom = conv_geometry(layer)
+    kh, kw = geom["kernel_size"]
+    if plan.num_regions == 1:
+        first, second, bias = factors[0]
+        cfg = {**geom, "rank": int(first.shape[0])}
+        mod = LowRankConv2d(cfg)
+        with torch.no_grad():
+            if first.shape[0]:
+                mod.first.weight.copy_(t(first).reshape(-1, geom["in_channels"], kh, kw))
+                mod.second.weight.copy_(t(second).reshape(plan.out_dim, -1, 1, 1))
+            mod.second.bias.copy_(t(bias))
+        return mod, {"type": "LowRankConv2d", "config": cfg}
+    cfg = {**geom, "rows": plan.rows, "cols": plan.cols, "out_size": [plan.rows[-1], plan.cols[-1]],
+           "ranks": [int(f[0].shape[0]) for f in factors]}
+    mod = SpatialLowRankConv2d(cfg)
+    with torch.no_grad():
+        for r, (first, second, bias) in enumerate(factors):
+            if first.shape[0]:
+                mod.first[r].copy_(t(first).reshape(-1, geom["in_channels"], kh, kw))
+                mod.second[r].copy_(t(second).reshape(plan.out_dim, -1, 1, 1))
+            mod.bias[r].copy_(t(bias))
+    return mod, {"type": "SpatialLowRankConv2d", "config": cfg}
+
+
+# ----------------------------------------------------------------------------- statistics
+def _as_batches(calibration: Iterable) -> list[torch.Tensor]:
+    batches = []
+    for item in calibration:
+        x = item[0] if isinstance(item, (tuple, list)) else item
+        batches.append(torch.as_tensor(x).float())
+    if not batches:
+        raise ValueError("the calibration set is empty")
+    return batches
+
+
+@torch.no_grad()
+def collect_statistics(model: nn.Module, batches: Sequence[torch.Tensor], plans: Sequence[LayerPlan],
+                       progress: bool = True) -> list[RegionMoments]:
+    """One forward pass with hooks: per-region response moments of every planned layer."""
+    stats = [RegionMoments.empty(p.out_dim, p.rows, p.cols) for p in plans]
+    hooks = [model.get_submodule(p.name).register_forward_hook(lambda m, i, o, s=s: s.update(o))
+             for p, s in zip(plans, stats)]
+    try:
+        for x in tqdm(batches, desc="calibration statistics", unit="batch", disable=not progress, leave=False):
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return stats
+
+
+def _energy_ranks(plan: LayerPlan, spectra: Sequence[np.ndarray], tau: float) -> list[int]:
+    ranks = []
+    for lam in spectra:
+        total = float(np.sum(lam))
+        d = int(np.searchsorted(np.cumsum(lam), tau * total - 1e-12) + 1) if total > 0 else 0
+        ranks.append(min(d, plan.max_rank))
+    return ranks
+
+
+@torch.no_grad()
+def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence[torch.Tensor],
+                      plans: Sequence[LayerPlan], ridge: float, progress: bool) -> list[dict[str, Any]]:
+    """Fit every planned layer in network order against the partially compressed network.
+
+    Two activation streams are carried stage by stage (original ``x`` and compressed
+    ``x̂``), stored in float16 to bound memory; only one stage is ever materialised.
+    """
+    by_name = {p.name: p for p in plans}
+    records = []
+    store = lambda t: t.to(torch.float16)  # noqa: E731
+    xs = [store(b) for b in batches]
+    hs: list[torch.Tensor] | None = None  # None while both streams are identical
+    stages = sequential_stages(model)
+    for name, stage in tqdm(stages, desc="sequential refit", unit="stage", disable=not progress, leave=False):
+        plan = by_name.get(name)
+        if plan is None:
+            xs = [store(stage(x.float())) for x in xs]
+            if hs is not None:
+                hs = [store(stage(h.float())) for h in hs]
+            continue
+        moments = RegionMoments.empty(plan.out_dim, plan.rows, plan.cols, joint=True)
+        ys = []
+        for i, x in enumerate(xs):
+            y = stage(x.float())
+            y_hat = y if hs is None else stage(hs[i].float())
+            moments.update(y, y_hat)
+            ys.append(store(y))
+        w, b = _weight_matrix(stage)
+        factors = []
+        for r, d in enumerate(plan.ranks):
+            mu_y, mu_h, _, c_hh, c_yh = moments.joint_moments(r)
+            factors.append(refit_factors(w, b, mu_y, mu_h, c_hh, c_yh, d, ridge))
+        module, record = build_lowrank_module(plan, stage, factors)
+        replace_submodule(compressed, name, module)
+        records.append({"path": name, **record})
+        inputs = xs if hs is None else hs
+        hs = [store(module(h.float())) for h in inputs]
+        xs = ys
+    return records
+
+
+# ----------------------------------------------------------------------------- entry point
+def compress(model: nn.Module, calibration: Iterable | None, config: CompressionConfig,
+             progress: bool = True) -> tuple[nn.Module, CompressionReport]:
+    """Compress ``model`` under ``config``.
+
+    Args:
+        model: a registry model (with ``model.spec``), in eval mode; it is not modified.
+        calibration: iterable of input batches ``(N, C, H, W)`` (or ``(x, y)`` pairs);
+            required by ``hscc``, ignored by ``svd``/``tucker``.
+        config: the method and its hyper-parameters.
+
+    Returns:
+        The compressed model (``.spec`` and ``.hscc_replacements`` set, ready for
+        :func:`hscc_core.save`) and its :class:`CompressionReport`.
+    """
+    t_start = time.perf_counter()
+    model = model.eval()
+    names = target_layers(model, config.include, config.exclude)
+    plans = make_plans(model, names, tuple(config.regions) if config.method == "hscc" else (1, 1))
+    flops_orig = count_flops(model)
+    target_orig = sum(p.flops_original for p in plans)
+    target_flops = None
+    if config.budget is not None:
+        target_flops = flops_orig / config.budget - (flops_orig - target_orig)
+        if target_flops <= 0:
+            raise ValueError(f"budget {config.budget}x is unreachable: the layers left uncompressed alone use "
+                             f"{(flops_orig - target_orig) / flops_orig:.0%} of the FLOPs")
+    compressed = copy.deepcopy(model)
+    records: list[dict[str, Any]] = []
+    seconds: dict[str, float] = {}
+    n_images = 0
+    if config.method == "svd":
+        uniform_ranks(plans, target_flops)
+        for p in plans:
+            layer = model.get_submodule(p.name)
+            w, b = _weight_matrix(layer)
+            mod, rec = build_lowrank_module(p, layer, [svd_factors(w, b, p.ranks[0])])
+            replace_submodule(compressed, p.name, mod)
+            records.append({"path": p.name, **rec})
+    elif config.method == "tucker":
+        records = _tucker(model, compressed, plans, target_flops)
+    else:
+        if calibration is None:
+            raise ValueError("HSCC is data-aware: give calibration images")
+        batches = _as_batches(calibration)
+        n_images = sum(len(b) for b in batches)
+        t0 = time.perf_counter()
+        stats = collect_statistics(model, batches, plans, progress)
+        seconds["statistics"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        spectra = [[top_eigen(s.covariance(r))[0] for r in range(s.num_regions)] for s in stats]
+        if config.energy is not None:
+            for p, spec in zip(plans, spectra):
+                p.ranks = _energy_ranks(p, spec, config.energy)
+        else:
+            greedy_ranks(plans, spectra, target_flops, ratio_bounds=config.ratio_bounds)
+        seconds["allocation"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if config.sequential:
+            records = _sequential_refit(model, compressed, batches, plans, config.ridge, progress)
+        else:
+            for p, s in zip(plans, stats):
+                layer = model.get_submodule(p.name)
+                w, b = _weight_matrix(layer)
+                factors = [pca_factors(w, b, s.mean(r), s.covariance(r), d) for r, d in enumerate(p.ranks)]
+                mod, rec = build_lowrank_module(p, layer, factors)
+                replace_submodule(compressed, p.name, mod)
+                records.append({"path": p.name, **rec})
+        seconds["factorisation"] = time.perf_counter() - t0
+    compressed.spec = model.spec
+    compressed.hscc_replacements = records
+    compressed.eval()
+    seconds["total"] = time.perf_counter() - t_start
+    report = CompressionReport(
+        config=config.to_dict(), model=model.spec.name, input_size=list(model.spec.input_size),
+        flops_original=flops_orig, flops_compressed=count_flops(compressed),
+        params_original=count_params(model), params_compressed=count_params(compressed),
+        layers=[{"name": p.name, "kind": p.kind, "rows": p.rows, "cols": p.cols, "areas": p.areas,
+                 "ranks": p.ranks, "max_rank": p.max_rank, "flops_original": p.flops_original,
+                 "flops_compressed": p.flops()} for p in plans],
+        calibration_images=n_images, seconds=seconds,
+        peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+    return compressed, report
+
+
+# ----------------------------------------------------------------------------- tucker
+def _tucker_cost(p: LayerPlan, layer: nn.Conv2d, in_hw: tuple[int, int], r_in: int, r_out: int) -> int:
+    kh, kw = layer.kernel_size
+    area_out = sum(p.areas)
+    return 2 * (in_hw[0] * in_hw[1] * layer.in_channels * r_in + area_out * (r_in * r_out * kh * kw + r_out * p.out_dim))
+
+
+def _tucker(model: nn.Module, compressed: nn.Module, plans: list[LayerPlan], target_flops: float) -> list[dict]:
+    """Tucker-2 for convs (ranks proportional to I and O, one scale per layer solved for a
+    common per-layer ratio) and truncated SVD for linear layers, meeting ``target_flops``."""
+    shapes = layer_shapes(model, [p.name for p in plans])
+
+    def ranks_for(p: LayerPlan, rho: float) -> tuple[int, int]:
+        layer = model.get_submodule(p.name)
+        if p.kind == "linear":
+            d = int(min(p.max_rank, max(1, np.floor(rho * p.out_dim * p.in_dim / (p.out_dim + p.in_dim)))))
+            return d, d
+        in_hw = shapes[p.name][0][2:]
+        lo, hi = 0.0, 1.0  # scale s: R_in = s*I, R_out = s*O
+        for _ in range(40):
+            s = (lo + hi) / 2
+            r_in, r_out = max(1, round(s * layer.in_channels)), max(1, round(s * layer.out_channels))
+            lo, hi = (s, hi) if _tucker_cost(p, layer, in_hw, r_in, r_out) <= rho * p.flops_original else (lo, s)
+        return max(1, round(lo * layer.in_channels)), max(1, round(lo * layer.out_channels))
+
+    def cost(p: LayerPlan, r: tuple[int, int]) -> int:
+        if p.kind == "linear":
+            return p.unit_cost(0) * r[0]
+        return _tucker_cost(p, model.get_submodule(p.name), shapes[p.name][0][2:], *r)
+
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        total = sum(cost(p, ranks_for(p, mid)) for p in plans)
+        lo, hi = (mid, hi) if total <= target_flops else (lo, mid)
+    records = []
+    for p in plans:
+        layer = model.get_submodule(p.name)
+        r_in, r_out = ranks_for(p, lo)
+        if p.kind == "linear":
+            p.ranks = [r_in]
+            w, b = _weight_matrix(layer)
+            mod, rec = build_lowrank_module(p, layer, [svd_factors(w, b, r_in)])
+        else:
+            u_in, core, u_out = tucker2_factors(layer.weight.detach().double().numpy(), r_in, r_out)
+            cfg = {**conv_geometry(layer), "rank_in": r_in, "rank_out": r_out}
+            mod = TuckerConv2d(cfg)
+            with torch.no_grad():
+                mod.first.weight.copy_(torch.from_numpy(u_in.T.copy()).float()[:, :, None, None])
+                mod.core.weight.copy_(torch.from_numpy(core).float())
+                mod.last.weight.copy_(torch.from_numpy(u_out.copy()).float()[:, :, None, None])
+                bias = layer.bias if layer.bias is not None else torch.zeros(p.out_dim)
+                mod.last.bias.copy_(bias.detach())
+            rec = {"type": "TuckerConv2d", "config": cfg}
+            p.ranks = [r_out]
+        replace_submodule(compressed, p.name, mod)
+        records.append({"path": p.name, **rec})
+    return records

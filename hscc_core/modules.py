@@ -1,0 +1,178 @@
+"""Compressed layer modules: what a factorised layer becomes at run time.
+
+Every module here is built from a JSON-able ``config`` (so artifacts can rebuild it
+without pickles) and exports to ONNX. Shapes use ``I`` input channels, ``O`` output
+channels, ``k`` kernel, ``d`` rank.
+
+* :class:`LowRankConv2d` — ``k x k`` conv with ``d`` filters, then ``1 x 1`` ``d → O`` with
+  bias. Used by Global SVD and by HSCC with a ``1 x 1`` grid.
+* :class:`SpatialLowRankConv2d` — one such pair per output region of a ``gh x gw`` grid.
+  Execution is engineered for speed: the input is padded once; each region convolves a
+  view of it (no halo copies of the whole map); the 1x1 stage and bias are one
+  ``addmm``-style conv; regions of rank 0 emit their constant bias; rows of regions are
+  assembled with a single ``cat`` per axis.
+* :class:`LowRankLinear` — ``Linear(D → d)`` then ``Linear(d → O)`` with bias.
+* :class:`TuckerConv2d` — Tucker-2: ``1x1 (I → R_in)``, ``k x k (R_in → R_out)``,
+  ``1x1 (R_out → O)``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .artifacts import register_module_type
+
+
+def _pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def conv_geometry(conv: nn.Conv2d) -> dict[str, Any]:
+    """The JSON-able geometry of a conv (channels, kernel, stride, padding, dilation)."""
+    if conv.groups != 1:
+        raise ValueError(f"grouped convolutions are not targets (groups={conv.groups})")
+    if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+        raise ValueError("only explicit zero padding is supported")
+    return {
+        "in_channels": conv.in_channels, "out_channels": conv.out_channels,
+        "kernel_size": list(_pair(conv.kernel_size)), "stride": list(_pair(conv.stride)),
+        "padding": list(_pair(conv.padding)), "dilation": list(_pair(conv.dilation)),
+    }
+
+
+def conv_output_size(hw: tuple[int, int] | torch.Size, conv: nn.Conv2d) -> tuple[int, int]:
+    """Output ``(H, W)`` of ``conv`` for an input of spatial size ``hw``."""
+    return tuple(  # type: ignore[return-value]
+        (int(hw[i]) + 2 * conv.padding[i] - conv.dilation[i] * (conv.kernel_size[i] - 1) - 1) // conv.stride[i] + 1
+        for i in range(2))
+
+
+class LowRankConv2d(nn.Module):
+    """``conv(I → d, k x k)`` then ``conv(d → O, 1 x 1) + bias``. ``d = 0`` outputs the bias."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        g = self.config
+        self.rank = int(g["rank"])
+        self.out_channels = int(g["out_channels"])
+        self.first = nn.Conv2d(g["in_channels"], max(self.rank, 1), _pair(g["kernel_size"]), _pair(g["stride"]),
+                               _pair(g["padding"]), _pair(g["dilation"]), bias=False)
+        self.second = nn.Conv2d(max(self.rank, 1), self.out_channels, 1, bias=True)
+        if self.rank == 0:  # keep shapes valid; the forward never uses the weights
+            nn.init.zeros_(self.first.weight)
+            nn.init.zeros_(self.second.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rank == 0:
+            h, w = conv_output_size(x.shape[-2:], self.first)
+            return self.second.bias.view(1, -1, 1, 1).expand(x.shape[0], -1, h, w)
+        return self.second(self.first(x))
+
+
+class LowRankLinear(nn.Module):
+    """``Linear(D → d)`` then ``Linear(d → O) + bias``."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        d = max(int(config["rank"]), 1)
+        self.first = nn.Linear(int(config["in_features"]), d, bias=False)
+        self.second = nn.Linear(d, int(config["out_features"]), bias=True)
+        if int(config["rank"]) == 0:
+            nn.init.zeros_(self.first.weight)
+            nn.init.zeros_(self.second.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x))
+
+
+def grid_bounds(size: int, parts: int) -> list[int]:
+    """Split ``size`` output rows (or columns) into ``parts`` near-equal bands.
+
+    Returns ``parts + 1`` boundaries ``[0, ..., size]``.
+    """
+    if not 1 <= parts <= size:
+        raise ValueError(f"cannot cut {size} pixels into {parts} regions")
+    return [round(i * size / parts) for i in range(parts + 1)]
+
+
+class SpatialLowRankConv2d(nn.Module):
+    """A conv replaced by one low-rank factor pair per output region of a grid.
+
+    Config keys: conv geometry (see :func:`conv_geometry`), ``out_size [H, W]`` (output map
+    size at the model's input size), ``rows`` and ``cols`` (region boundaries in output
+    pixels, from :func:`grid_bounds`), ``ranks`` (row-major list, one per region).
+    Parameters: ``first.{r}`` (``d_r x I x k x k``), ``second.{r}`` (``O x d_r x 1 x 1``) and
+    ``bias`` (``R x O``).
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        g = self.config
+        self.in_channels, self.out_channels = int(g["in_channels"]), int(g["out_channels"])
+        self.kernel, self.stride = _pair(g["kernel_size"]), _pair(g["stride"])
+        self.padding, self.dilation = _pair(g["padding"]), _pair(g["dilation"])
+        self.rows, self.cols = [int(v) for v in g["rows"]], [int(v) for v in g["cols"]]
+        self.out_size = (int(g["out_size"][0]), int(g["out_size"][1]))
+        self.ranks = [int(r) for r in g["ranks"]]
+        n_regions = (len(self.rows) - 1) * (len(self.cols) - 1)
+        if len(self.ranks) != n_regions:
+            raise ValueError(f"{len(self.ranks)} ranks for {n_regions} regions")
+        kh, kw = self.kernel
+        self.first = nn.ParameterList(
+            [nn.Parameter(torch.zeros(max(d, 1), self.in_channels, kh, kw)) for d in self.ranks])
+        self.second = nn.ParameterList(
+            [nn.Parameter(torch.zeros(self.out_channels, max(d, 1), 1, 1)) for d in self.ranks])
+        self.bias = nn.Parameter(torch.zeros(n_regions, self.out_channels))
+
+    def _input_window(self, r0: int, r1: int, c0: int, c1: int) -> tuple[int, int, int, int]:
+        """Rows/cols of the padded input that produce output rows r0:r1, cols c0:c1."""
+        (sh, sw), (dh, dw), (kh, kw) = self.stride, self.dilation, self.kernel
+        return (r0 * sh, (r1 - 1) * sh + dh * (kh - 1) + 1, c0 * sw, (c1 - 1) * sw + dw * (kw - 1) + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ph, pw = self.padding
+        xp = F.pad(x, (pw, pw, ph, ph)) if (ph or pw) else x
+        n_cols = len(self.cols) - 1
+        band_rows = []
+        for i in range(len(self.rows) - 1):
+            r0, r1 = self.rows[i], self.rows[i + 1]
+            pieces = []
+            for j in range(n_cols):
+                c0, c1 = self.cols[j], self.cols[j + 1]
+                r = i * n_cols + j
+                bias = self.bias[r]
+                if self.ranks[r] == 0:
+                    pieces.append(bias.view(1, -1, 1, 1).expand(x.shape[0], -1, r1 - r0, c1 - c0))
+                    continue
+                a0, a1, b0, b1 = self._input_window(r0, r1, c0, c1)
+                z = F.conv2d(xp[:, :, a0:a1, b0:b1], self.first[r], None, self.stride, 0, self.dilation)
+                pieces.append(F.conv2d(z, self.second[r], bias))
+            band_rows.append(torch.cat(pieces, dim=3) if len(pieces) > 1 else pieces[0])
+        return torch.cat(band_rows, dim=2) if len(band_rows) > 1 else band_rows[0]
+
+
+class TuckerConv2d(nn.Module):
+    """Tucker-2 factorised conv: ``1x1 (I → R_in)``, ``k x k (R_in → R_out)``, ``1x1 (R_out → O) + bias``."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        g = self.config
+        r_in, r_out = int(g["rank_in"]), int(g["rank_out"])
+        self.first = nn.Conv2d(g["in_channels"], r_in, 1, bias=False)
+        self.core = nn.Conv2d(r_in, r_out, _pair(g["kernel_size"]), _pair(g["stride"]), _pair(g["padding"]),
+                              _pair(g["dilation"]), bias=False)
+        self.last = nn.Conv2d(r_out, g["out_channels"], 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last(self.core(self.first(x)))
+
+
+for _cls in (LowRankConv2d, LowRankLinear, SpatialLowRankConv2d, TuckerConv2d):
+    register_module_type(_cls.__name__, _cls)

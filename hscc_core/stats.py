@@ -1,0 +1,102 @@
+"""Streaming per-region response statistics (HSCC.md §2).
+
+For one layer and each region ``r`` of its output grid we accumulate, in float64, the
+pixel count ``n_r``, ``Σ y`` and ``Σ y yᵀ`` (``O x O``). With ``joint=True`` we also keep
+the statistics of the refit input ``ŷ`` (the same layer applied to the partially
+compressed network's activations): ``Σ ŷ``, ``Σ ŷ ŷᵀ`` and ``Σ y ŷᵀ``. No activation is
+stored; memory is ``O(regions x O²)``; statistics from split runs add up exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def _region_slices(rows: list[int], cols: list[int]) -> list[tuple[slice, slice]]:
+    return [(slice(rows[i], rows[i + 1]), slice(cols[j], cols[j + 1]))
+            for i in range(len(rows) - 1) for j in range(len(cols) - 1)]
+
+
+def _as_rows(t: torch.Tensor) -> torch.Tensor:
+    """``(N, O, h, w)`` or ``(N, O)`` → ``(N*h*w, O)`` float64."""
+    if t.dim() == 4:
+        t = t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+    return t.to(torch.float64)
+
+
+@dataclass
+class RegionMoments:
+    """Accumulated moments of one layer's responses, per region.
+
+    Attributes (``R`` regions, ``O`` channels): ``n (R,)``, ``sum_y (R, O)``,
+    ``sum_yy (R, O, O)``; if ``joint``: ``sum_h``, ``sum_hh``, ``sum_yh`` likewise.
+    """
+
+    rows: list[int]
+    cols: list[int]
+    n: torch.Tensor
+    sum_y: torch.Tensor
+    sum_yy: torch.Tensor
+    sum_h: torch.Tensor | None = None
+    sum_hh: torch.Tensor | None = None
+    sum_yh: torch.Tensor | None = None
+
+    @classmethod
+    def empty(cls, channels: int, rows: list[int], cols: list[int], joint: bool = False) -> "RegionMoments":
+        r = (len(rows) - 1) * (len(cols) - 1)
+        z = lambda *s: torch.zeros(*s, dtype=torch.float64)  # noqa: E731
+        return cls(list(rows), list(cols), z(r), z(r, channels), z(r, channels, channels),
+                   *((z(r, channels), z(r, channels, channels), z(r, channels, channels)) if joint else ()))
+
+    @property
+    def joint(self) -> bool:
+        return self.sum_h is not None
+
+    @property
+    def num_regions(self) -> int:
+        return int(self.n.shape[0])
+
+    def update(self, y: torch.Tensor, y_hat: torch.Tensor | None = None) -> None:
+        """Add a batch of responses ``y`` (``(N, O, H, W)`` or ``(N, O)``) and, for joint
+        statistics, the matching refit responses ``y_hat``."""
+        if self.joint != (y_hat is not None):
+            raise ValueError("joint statistics need y_hat, plain ones must not get it")
+        regions = _region_slices(self.rows, self.cols) if y.dim() == 4 else [None]
+        for r, sl in enumerate(regions):
+            yr = _as_rows(y if sl is None else y[:, :, sl[0], sl[1]])
+            self.n[r] += yr.shape[0]
+            self.sum_y[r] += yr.sum(0)
+            self.sum_yy[r] += yr.T @ yr
+            if y_hat is not None:
+                hr = _as_rows(y_hat if sl is None else y_hat[:, :, sl[0], sl[1]])
+                self.sum_h[r] += hr.sum(0)
+                self.sum_hh[r] += hr.T @ hr
+                self.sum_yh[r] += yr.T @ hr
+
+    def __add__(self, other: "RegionMoments") -> "RegionMoments":
+        if (self.rows, self.cols, self.joint) != (other.rows, other.cols, other.joint):
+            raise ValueError("cannot add statistics of different grids")
+        add = lambda a, b: None if a is None else a + b  # noqa: E731
+        return RegionMoments(self.rows, self.cols, self.n + other.n, self.sum_y + other.sum_y,
+                             self.sum_yy + other.sum_yy, add(self.sum_h, other.sum_h),
+                             add(self.sum_hh, other.sum_hh), add(self.sum_yh, other.sum_yh))
+
+    def mean(self, r: int) -> np.ndarray:
+        return (self.sum_y[r] / self.n[r].clamp(min=1)).numpy()
+
+    def covariance(self, r: int) -> np.ndarray:
+        """``C_r = E[y yᵀ] - μ μᵀ`` (``O x O``, symmetric)."""
+        n = max(float(self.n[r]), 1.0)
+        mu = self.sum_y[r] / n
+        c = (self.sum_yy[r] / n - torch.outer(mu, mu)).numpy()
+        return (c + c.T) / 2
+
+    def joint_moments(self, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(μ_y, μ_ŷ, C_yy, C_ŷŷ, C_yŷ)`` of region ``r``."""
+        n = max(float(self.n[r]), 1.0)
+        mu_y, mu_h = self.sum_y[r] / n, self.sum_h[r] / n
+        c_hh = (self.sum_hh[r] / n - torch.outer(mu_h, mu_h)).numpy()
+        c_yh = (self.sum_yh[r] / n - torch.outer(mu_y, mu_h)).numpy()
+        return mu_y.numpy(), mu_h.numpy(), self.covariance(r), (c_hh + c_hh.T) / 2, c_yh
