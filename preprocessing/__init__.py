@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from .errors import ScanError
 from .loader import load_scan
-from .scan import Scan
+from .readers.nifti import write_nifti_slice, write_nifti_volume
+from .scan import MAX_SIDE, MAX_VOXELS, MIN_SIDE, Scan, default_slice
 from .transforms import normalize_intensity, to_model_input
 
-__all__ = ["Scan", "ScanError", "load_scan", "normalize_intensity", "to_model_input"]
+__all__ = ["MAX_SIDE", "MAX_VOXELS", "MIN_SIDE", "Scan", "ScanError", "default_slice", "load_scan",
+           "normalize_intensity", "to_model_input", "write_nifti_slice", "write_nifti_volume"]

@@ -1,0 +1,369 @@
+"""DICOM reader (pydicom 3): one file, single- or multi-frame, any decodable syntax.
+
+Pixel pipeline, in the order the DICOM standard defines for grey images:
+
+1. Decode the stored values (compressed syntaxes through the installed pylibjpeg,
+   openjpeg, libjpeg and RLE plugins).
+2. Modality LUT: *Rescale Slope/Intercept* or a *Modality LUT Sequence*
+   (:func:`pydicom.pixels.apply_modality_lut`); for enhanced multi-frame objects the
+   *Pixel Value Transformation* functional group (shared or per frame).
+3. VOI LUT: the first *VOI LUT Sequence* entry, else the first *Window Center/Width*
+   (:func:`pydicom.pixels.apply_voi_lut`), when the file has one. This is a deliberate
+   choice: the classifiers were trained on exported display images, i.e. on what the
+   scanner's recommended window shows, so the file's own window is applied. Per-frame
+   windows of enhanced objects are not applied.
+4. *MONOCHROME1* (low values bright) is inverted, ``max + min - value``, so that
+   higher always means brighter.
+
+Colour images (*RGB*, *YBR_FULL*, *YBR_FULL_422*, JPEG 2000 *YBR_ICT/RCT*, *PALETTE
+COLOR*) are converted to RGB and then to grey luminance
+(:func:`~preprocessing.scan.rgb_to_grey`); no rescale or window applies to them.
+
+Layout: a single frame is ``(H, W)``; a file with *Number of Frames* > 1 is a volume
+``(Z, H, W)`` with ``Z`` the frame axis and the default slice chosen by
+:func:`~preprocessing.scan.default_slice`. Rows and columns are kept as stored, which is
+how DICOM viewers display them; the header's *Image Orientation (Patient)* relates them
+to the LPS patient frame (``orientation="LPS/patient"``), without resampling.
+
+Before any pixel data is decoded the header is checked: structured reports and other
+objects without pixels are rejected with an explanation, the claimed size must be
+within :data:`~preprocessing.scan.MAX_SIDE` / :data:`~preprocessing.scan.MAX_VOXELS`,
+and the transfer syntax must have an installed decoder.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from ..errors import ScanError, quote_name
+from ..scan import Scan, check_dimensions, rgb_to_grey
+
+__all__ = ["DicomReader", "looks_like_headerless_dicom", "transfer_syntax_name"]
+
+_DICM_OFFSET = 128
+_HEADERLESS_SUFFIXES = (".dcm", ".dicom")
+_SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+_DICOMDIR_UID = "1.2.840.10008.1.3.10"
+#: Transfer syntaxes newer than this pydicom's dictionary, so they are named in messages.
+_EXTRA_SYNTAX_NAMES = {
+    "1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
+    "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
+    "1.2.840.10008.1.2.4.112": "JPEG XL",
+}
+#: Header keywords copied into ``Scan.tags`` (nothing that identifies a patient).
+_TAG_KEYWORDS = (
+    "Modality",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BitsStored",
+    "PhotometricInterpretation",
+    "MRAcquisitionType",
+    "NumberOfFrames",
+    "SamplesPerPixel",
+)
+
+
+def transfer_syntax_name(uid: str) -> str:
+    """Human-readable name of a transfer syntax UID (the UID itself if unknown)."""
+    uid = str(uid)
+    if uid in _EXTRA_SYNTAX_NAMES:
+        return _EXTRA_SYNTAX_NAMES[uid]
+    return UID(uid).name
+
+
+def looks_like_headerless_dicom(path: Path) -> bool:
+    """Whether a ``.dcm`` file without the 128-byte preamble still parses as DICOM.
+
+    Only files whose name ends in ``.dcm`` or ``.dicom`` are tried (old exports and
+    some PACS omit the Part 10 preamble). The header is parsed with ``force=True`` and
+    must contain at least one of SOP Class UID, Modality, Rows or Columns.
+
+    Args:
+        path: File to test.
+
+    Returns:
+        True if pydicom can read a plausible DICOM header from it.
+    """
+    if path.suffix.lower() not in _HEADERLESS_SUFFIXES:
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+            return any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "Columns"))
+    except Exception:  # noqa: BLE001 - anything pydicom chokes on is "not DICOM"
+        return False
+
+
+class DicomReader:
+    """Reads DICOM Part 10 files (and ``.dcm`` files without preamble)."""
+
+    name = "dicom"
+
+    def sniff(self, head: bytes, path: Path) -> bool:
+        """True if ``b"DICM"`` sits at offset 128."""
+        return head[_DICM_OFFSET : _DICM_OFFSET + 4] == b"DICM"
+
+    def read(self, path: Path) -> Scan:
+        """Read a DICOM file into a :class:`Scan`.
+
+        Args:
+            path: The file.
+
+        Returns:
+            ``(H, W)`` or ``(Z, H, W)`` float32 scan, ``source_format="dicom"``.
+
+        Raises:
+            ScanError: Corrupt or truncated file, no pixel data, structured report,
+                absurd size, or a compression this installation cannot decode.
+        """
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return _read(path)
+        except ScanError:
+            raise
+        except MemoryError as e:
+            raise ScanError(
+                f"{quote_name(path)} is too large to open on this computer."
+            ) from e
+        except Exception as e:  # noqa: BLE001 - pydicom raises many kinds on bad files
+            raise ScanError(
+                f"{quote_name(path)} could not be read as DICOM: the file is damaged or "
+                "incomplete (for example cut short during copying). Please copy or "
+                "export it again."
+            ) from e
+
+
+def _read(path: Path) -> Scan:
+    name = path.name
+    q = quote_name(path)
+    ds = pydicom.dcmread(path, force=True)
+    _reject_non_images(ds, q)
+
+    rows, cols = ds.get("Rows"), ds.get("Columns")
+    if rows is None or cols is None:
+        raise ScanError(
+            f"{q} does not state its image size (Rows/Columns are missing); "
+            "the file is damaged or not a standard DICOM image."
+        )
+    frames = int(ds.get("NumberOfFrames") or 1)
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    shape = (frames, int(rows), int(cols)) if frames > 1 else (int(rows), int(cols))
+    check_dimensions(shape, name, samples=samples)  # before any pixel is decoded
+
+    tsyntax = _transfer_syntax(ds)
+    _require_decoder(tsyntax, q)
+    try:
+        stored = ds.pixel_array
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ScanError(
+            f"{q} is damaged or incomplete: its image data could not be decoded "
+            f"(stored as '{transfer_syntax_name(tsyntax)}'). Please copy or export "
+            "it again."
+        ) from e
+
+    expected = shape + ((samples,) if samples > 1 else ())
+    if stored.shape != expected:
+        raise ScanError(
+            f"{q} is damaged: its image data does not match the size stated in its "
+            "header."
+        )
+
+    tags = _safe_tags(ds)
+    tags["TransferSyntax"] = transfer_syntax_name(tsyntax)
+    tags["original_dtype"] = str(stored.dtype.newbyteorder("="))
+
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    if photometric == "PALETTE COLOR":
+        data = rgb_to_grey(apply_color_lut(stored, ds))
+        tags["converted_from"] = "palette"
+    elif samples >= 3:
+        # pydicom has already converted YBR_FULL(_422) to RGB (raw=False).
+        data = rgb_to_grey(stored)
+        tags["converted_from"] = "rgb"
+    else:
+        data, voi = _grey_pipeline(stored, ds, frames)
+        tags["voi"] = voi
+        if photometric == "MONOCHROME1":
+            data = (data.max() + data.min()) - data
+            tags["inverted"] = "MONOCHROME1"
+
+    return Scan(
+        data=np.asarray(data, dtype=np.float32),
+        spacing=_spacing(ds, frames),
+        orientation=_orientation(ds),
+        source_format="dicom",
+        tags=tags,
+        name=name,
+    )
+
+
+def _reject_non_images(ds: Dataset, q: str) -> None:
+    """Explain objects that are not images: reports, DICOMDIRs, anything without pixels."""
+    meta = getattr(ds, "file_meta", None) or Dataset()
+    sop = str(ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID") or "")
+    if sop.startswith(_SR_PREFIX) or str(ds.get("Modality", "")).upper() in ("SR", "KO"):
+        raise ScanError(
+            f"{q} is a DICOM structured report (a document such as measurements or a "
+            "key-image note), not an image. Please choose an image file from the MRI "
+            "series instead."
+        )
+    if sop == _DICOMDIR_UID:
+        raise ScanError(
+            f"{q} is a DICOMDIR (the index of a CD/DVD or folder), not an image. "
+            "Please open one of the image files it lists."
+        )
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        kind = UID(sop).name if sop and UID(sop).is_valid else ""
+        what = f" It is a '{kind}' object." if kind and kind != sop else ""
+        raise ScanError(
+            f"{q} contains no image (no pixel data) — it may be a report, a "
+            f"presentation state or a treatment plan.{what} Please choose an image "
+            "file from the MRI series instead."
+        )
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    """The file's transfer syntax, inferred from how it was parsed when not stated."""
+    meta = ds.file_meta
+    tsyntax = meta.get("TransferSyntaxUID")
+    if tsyntax:
+        return UID(str(tsyntax))
+    implicit, little = ds.original_encoding
+    if implicit:
+        uid = ImplicitVRLittleEndian
+    else:
+        uid = ExplicitVRLittleEndian if little in (True, None) else ExplicitVRBigEndian
+    meta.TransferSyntaxUID = uid  # pydicom needs it to locate and decode the pixels
+    return uid
+
+
+def _require_decoder(tsyntax: UID, q: str) -> None:
+    """Raise ScanError if no installed plugin can decode ``tsyntax``."""
+    try:
+        available = get_decoder(tsyntax).is_available
+    except (NotImplementedError, ValueError):
+        available = False
+    if not available:
+        raise ScanError(
+            f"{q} uses the compression '{transfer_syntax_name(tsyntax)}' which this "
+            "installation cannot decode. Please export the scan uncompressed "
+            "(Explicit VR Little Endian) or with JPEG 2000, JPEG-LS or RLE compression."
+        )
+
+
+def _functional_rescale(ds: Dataset, frames: int) -> list[tuple[float, float]] | None:
+    """Slope/intercept per frame from enhanced functional groups, if present."""
+    shared = _group_item(
+        ds.get("SharedFunctionalGroupsSequence"), 0, "PixelValueTransformationSequence"
+    )
+    if shared is not None and "RescaleSlope" in shared:
+        pair = (float(shared.RescaleSlope), float(shared.get("RescaleIntercept", 0.0)))
+        return [pair] * frames
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is None or len(per_frame) != frames:
+        return None
+    pairs = []
+    for i in range(frames):
+        item = _group_item(per_frame, i, "PixelValueTransformationSequence")
+        if item is None or "RescaleSlope" not in item:
+            return None
+        pairs.append((float(item.RescaleSlope), float(item.get("RescaleIntercept", 0.0))))
+    return pairs
+
+
+def _grey_pipeline(stored: np.ndarray, ds: Dataset, frames: int) -> tuple[np.ndarray, str]:
+    """Modality LUT then VOI LUT/window. Returns the values and which VOI was used."""
+    if ds.get("ModalityLUTSequence") or ("RescaleSlope" in ds and "RescaleIntercept" in ds):
+        data = apply_modality_lut(stored, ds)
+    else:
+        pairs = _functional_rescale(ds, frames)
+        data = stored.astype(np.float64)
+        if pairs is not None:
+            slopes = np.array([p[0] for p in pairs]).reshape((-1,) + (1,) * (data.ndim - 1))
+            intercepts = np.array([p[1] for p in pairs]).reshape(slopes.shape)
+            data = data * (slopes if frames > 1 else slopes[0]) + (
+                intercepts if frames > 1 else intercepts[0]
+            )
+    voi = "none"
+    if ds.get("VOILUTSequence") or ("WindowCenter" in ds and "WindowWidth" in ds):
+        try:
+            data = apply_voi_lut(data, ds, index=0, prefer_lut=True)
+            voi = "lut" if ds.get("VOILUTSequence") else "window"
+        except (ValueError, TypeError, IndexError, AttributeError):
+            voi = "invalid window ignored"
+    return np.asarray(data, dtype=np.float64), voi
+
+
+def _group_item(seq: Any, index: int, keyword: str) -> Dataset | None:
+    """``seq[index].<keyword>[0]`` of a functional-groups sequence, or None."""
+    try:
+        return seq[index][keyword][0]
+    except (TypeError, IndexError, KeyError, AttributeError):
+        return None
+
+
+def _positive(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
+
+
+def _spacing(ds: Dataset, frames: int) -> tuple[float, ...]:
+    """``(dz, dy, dx)`` or ``(dy, dx)`` in mm from the header, 1.0 where unknown."""
+    measures = _group_item(
+        ds.get("SharedFunctionalGroupsSequence"), 0, "PixelMeasuresSequence"
+    )
+    sources = [ds] + ([measures] if measures is not None else [])
+    dy = dx = dz = None
+    for src in sources:
+        ps = src.get("PixelSpacing") or src.get("ImagerPixelSpacing")
+        if dy is None and ps is not None and len(ps) == 2:
+            dy, dx = _positive(ps[0]), _positive(ps[1])
+        if dz is None:
+            dz = _positive(src.get("SpacingBetweenSlices")) or _positive(
+                src.get("SliceThickness")
+            )
+    in_plane = (dy or 1.0, dx or 1.0)
+    return ((dz or 1.0),) + in_plane if frames > 1 else in_plane
+
+
+def _orientation(ds: Dataset) -> str:
+    if "ImageOrientationPatient" in ds:
+        return "LPS/patient"
+    for seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        if _group_item(ds.get(seq), 0, "PlaneOrientationSequence") is not None:
+            return "LPS/patient"
+    return "unknown"
+
+
+def _safe_tags(ds: Dataset) -> dict[str, str]:
+    """Whitelisted, non-identifying header values as strings."""
+    tags: dict[str, str] = {}
+    for keyword in _TAG_KEYWORDS:
+        value = ds.get(keyword)
+        if value is not None and str(value).strip():
+            tags[keyword] = str(value).strip()
+    sop = str(ds.get("SOPClassUID") or "")
+    if sop and UID(sop).name != sop:
+        tags["SOPClass"] = UID(sop).name
+    return tags
