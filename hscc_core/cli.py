@@ -173,6 +173,94 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+
+# ----------------------------------------------------------------------------- compress
+def _parse_grid(text: str) -> tuple[int, int]:
+    try:
+        gh, gw = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"regions must look like 2x2, got {text!r}") from None
+    if gh < 1 or gw < 1:
+        raise argparse.ArgumentTypeError(f"regions must be at least 1x1, got {text!r}")
+    return gh, gw
+
+
+def _add_compress(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compress", help="compress a model under a FLOPs budget (HSCC, Global SVD, Tucker-2)",
+        description="Compress a registry model or artifact. HSCC cuts each layer's output map into "
+        "--regions, fits data-aware low-rank factors per region from calibration images (with "
+        "sequential refit: each layer also corrects the error reaching it) and allocates ranks "
+        "globally so the whole model's FLOPs drop by --budget. svd and tucker are the weights-only "
+        "baselines under the same budget. Writes the artifact to --out and its report JSON beside it.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="vgg16-brain-mri", help="registry name or artifact path")
+    p.add_argument("--method", default="hscc", choices=["hscc", "svd", "tucker"])
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--budget", type=float, default=None, help="FLOPs reduction factor (default 6)")
+    g.add_argument("--energy", type=float, default=None, help="HSCC: keep this share of response energy instead")
+    p.add_argument("--regions", type=_parse_grid, default=(1, 1), help="HSCC output grid per conv, GHxGW")
+    p.add_argument("--clusters", type=int, default=1, help="HSCC channel clusters per region")
+    p.add_argument("--no-sequential", action="store_true", help="HSCC: fit layers independently (no refit)")
+    p.add_argument("--calib", default="default",
+                   help="calibration images: 'default' (sample scans x augmented views + phantoms), "
+                        "'phantoms', or a folder of scans")
+    p.add_argument("--calib-views", type=int, default=16, help="augmented views per calibration scan")
+    p.add_argument("--calib-phantoms", type=int, default=32, help="phantoms in the default calibration set")
+    p.add_argument("--include", nargs="*", default=(), help="layer name patterns to compress (default: all but "
+                   "the first conv and the last linear)")
+    p.add_argument("--exclude", nargs="*", default=(), help="layer name patterns to leave alone")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", required=True, help="artifact path (.safetensors); report beside it as .json")
+    p.set_defaults(func=_cmd_compress)
+
+
+def calibration_for(spec, source: str, views: int, phantoms: int, seed: int):
+    """Calibration batches for ``--calib`` (see ``compress --help``)."""
+    from preprocessing.calibration import default_calibration, folder_calibration
+
+    if source == "default":
+        return default_calibration(spec, sample_views=views, n_phantoms=phantoms, seed=seed)
+    if source == "phantoms":
+        return default_calibration(spec, sample_views=0, n_phantoms=max(phantoms, 1), seed=seed)
+    if not Path(source).is_dir():
+        raise CliError(f"--calib: {source} is not 'default', 'phantoms' or a folder")
+    try:
+        return folder_calibration(source, spec, views_per_scan=views, seed=seed)
+    except ValueError as e:
+        raise CliError(f"--calib: {e}") from e
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from . import artifacts
+    from .artifacts import ArtifactError, resolve_model
+    from .compress import compress
+    from .config import CompressionConfig
+
+    _set_threads(args.threads)
+    budget = args.budget if args.budget is not None or args.energy is not None else 6.0
+    try:
+        config = CompressionConfig(method=args.method, budget=budget, energy=args.energy,
+                                   regions=tuple(args.regions), clusters=args.clusters,
+                                   sequential=not args.no_sequential, include=tuple(args.include),
+                                   exclude=tuple(args.exclude), seed=args.seed)
+        model = resolve_model(args.model)
+    except (ValueError, ArtifactError) as e:
+        raise CliError(str(e)) from e
+    calibration = None
+    if args.method == "hscc":
+        print(f"building calibration set ({args.calib})", file=sys.stderr)
+        calibration = calibration_for(model.spec, args.calib, args.calib_views, args.calib_phantoms, args.seed)
+    compressed, report = compress(model, calibration, config)
+    artifacts.save(compressed, args.out, extra={"report": report.to_dict()})
+    report_path(args.out).write_text(report.to_json())
+    print(report.table(), file=sys.stderr)
+    print(f"saved {args.out} and {report_path(args.out)} ({report.seconds['total']:.0f} s, "
+          f"peak memory {report.peak_memory_mb:.0f} MB)", file=sys.stderr)
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -181,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
+    _add_compress(sub)
     _add_predict(sub)
     from .bench import add_bench_parser; add_bench_parser(sub)  # noqa: E702
     return parser

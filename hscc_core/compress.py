@@ -233,7 +233,8 @@ def compress(model: nn.Module, calibration: Iterable | None, config: Compression
         stats = collect_statistics(model, batches, plans, progress)
         seconds["statistics"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        spectra = [[top_eigen(s.covariance(r))[0] for r in range(s.num_regions)] for s in stats]
+        eigen = [[top_eigen(s.covariance(r)) for r in range(s.num_regions)] for s in stats]
+        spectra = [[vals for vals, _ in layer] for layer in eigen]
         if config.energy is not None:
             for p, spec in zip(plans, spectra):
                 p.ranks = _energy_ranks(p, spec, config.energy)
@@ -244,10 +245,10 @@ def compress(model: nn.Module, calibration: Iterable | None, config: Compression
         if config.sequential:
             records = _sequential_refit(model, compressed, batches, plans, config.ridge, progress)
         else:
-            for p, s in zip(plans, stats):
+            for p, s, eig in zip(plans, stats, eigen):
                 layer = model.get_submodule(p.name)
                 w, b = _weight_matrix(layer)
-                factors = [pca_factors(w, b, s.mean(r), s.covariance(r), d) for r, d in enumerate(p.ranks)]
+                factors = [pca_factors(w, b, s.mean(r), s.covariance(r), d, eig[r][1]) for r, d in enumerate(p.ranks)]
                 mod, rec = build_lowrank_module(p, layer, factors)
                 replace_submodule(compressed, p.name, mod)
                 records.append({"path": p.name, **rec})

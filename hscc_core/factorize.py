@@ -16,13 +16,14 @@ def top_eigen(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(vals[order], 0.0, None), vecs[:, order]
 
 
-def pca_factors(w: np.ndarray, b: np.ndarray, mu: np.ndarray, cov: np.ndarray,
-                rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pca_factors(w: np.ndarray, b: np.ndarray, mu: np.ndarray, cov: np.ndarray, rank: int,
+                eigvecs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Response-PCA factors (HSCC.md §5): project responses on their top-``rank``
     principal subspace ``P``; ``first = Pᵀ W``, ``second = P``,
     ``bias = P Pᵀ b + (I - P Pᵀ) μ`` (the mean-corrected bias). ``rank = 0`` gives the
-    constant ``μ``; ``rank = O`` reproduces the layer exactly."""
-    _, vecs = top_eigen(cov)
+    constant ``μ``; ``rank = O`` reproduces the layer exactly. ``eigvecs`` (descending order)
+    may be passed when the eigendecomposition of ``cov`` is already known."""
+    vecs = top_eigen(cov)[1] if eigvecs is None else eigvecs
     p = vecs[:, :rank]
     proj = p @ p.T
     return p.T @ w, p, proj @ b + mu - proj @ mu
@@ -51,29 +52,37 @@ def refit_factors(w: np.ndarray, b: np.ndarray, mu_y: np.ndarray, mu_h: np.ndarr
 def svd_factors(w: np.ndarray, b: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Global SVD baseline (weights only): ``W ≈ U_d Σ_d V_dᵀ``; ``first = Σ_d V_dᵀ``,
     ``second = U_d``, bias unchanged."""
+    if w.shape[0] <= w.shape[1]:  # eigh of the small Gram matrix: much faster than a full SVD
+        _, u = top_eigen(w @ w.T)
+        return u[:, :rank].T @ w, u[:, :rank], b.copy()
     u, s, vt = np.linalg.svd(w, full_matrices=False)
     return s[:rank, None] * vt[:rank], u[:, :rank], b.copy()
 
 
+def _leading_left(mat: np.ndarray, r: int) -> np.ndarray:
+    """Top-``r`` left singular vectors of a wide matrix (via its small Gram matrix)."""
+    return top_eigen(mat @ mat.T)[1][:, :r]
+
+
 def tucker2_factors(w4: np.ndarray, rank_in: int, rank_out: int,
-                    iters: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tucker-2 (Kim et al., 2016) of a ``O x I x kh x kw`` kernel by HOOI on modes 0, 1.
+                    iters: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tucker-2 (Kim et al., 2016) of a ``O x I x kh x kw`` kernel: HOSVD initialisation,
+    then ``iters`` HOOI sweeps on the output and input modes.
 
     Returns:
         ``u_in (I x R_in)``, ``core (R_out x R_in x kh x kw)``, ``u_out (O x R_out)`` with
         ``W ≈ core ×₀ u_out ×₁ u_in``.
     """
-    o, i = w4.shape[:2]
-
-    def leading(mat: np.ndarray, r: int) -> np.ndarray:
-        return np.linalg.svd(mat, full_matrices=False)[0][:, :r]
-
-    u_out = leading(w4.reshape(o, -1), rank_out)  # HOSVD initialisation
-    u_in = leading(w4.transpose(1, 0, 2, 3).reshape(i, -1), rank_in)
+    o, i, kh, kw = w4.shape
+    by_out = w4.reshape(o, i * kh * kw)  # mode-0 unfolding
+    by_in = w4.transpose(1, 0, 2, 3).reshape(i, o * kh * kw)  # mode-1 unfolding
+    u_out, u_in = _leading_left(by_out, rank_out), _leading_left(by_in, rank_in)
     for _ in range(iters):
-        t = np.einsum("oikl,ir->orkl", w4, u_in)
-        u_out = leading(t.reshape(o, -1), rank_out)
-        t = np.einsum("oikl,or->rikl", w4, u_out)
-        u_in = leading(t.transpose(1, 0, 2, 3).reshape(i, -1), rank_in)
-    core = np.einsum("oikl,or,is->rskl", w4, u_out, u_in)
-    return u_in, core, u_out
+        # project the input mode, refit the output mode, and vice versa (BLAS matmuls only)
+        t = np.tensordot(w4, u_in, axes=([1], [0]))  # (o, kh, kw, r_in)
+        u_out = _leading_left(t.reshape(o, -1), rank_out)
+        t = np.tensordot(u_out, w4, axes=([0], [0]))  # (r_out, i, kh, kw)
+        u_in = _leading_left(t.transpose(1, 0, 2, 3).reshape(i, -1), rank_in)
+    core = np.tensordot(u_out, w4, axes=([0], [0]))  # (r_out, i, kh, kw)
+    core = np.tensordot(core, u_in, axes=([1], [0])).transpose(0, 3, 1, 2)  # (r_out, r_in, kh, kw)
+    return u_in, np.ascontiguousarray(core), u_out
