@@ -10,6 +10,7 @@ Two steps, kept separate because they answer different questions:
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import albumentations as A
@@ -51,11 +52,17 @@ def normalize_intensity(
 def model_transform(spec: "ModelSpec") -> A.Compose:
     """The albumentations pipeline that turns a ``[0, 1]`` grey ``(H, W)`` slice into the
     model's input layout ``(H', W', C)`` (resize, then mean/std normalisation)."""
-    height, width = spec.input_size
+    return _cached_transform(tuple(spec.input_size), tuple(spec.mean), tuple(spec.std))
+
+
+@lru_cache(maxsize=16)
+def _cached_transform(size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...]) -> A.Compose:
+    # Building a Compose validates every transform: too slow to repeat per image.
+    height, width = size
     return A.Compose(
         [
             A.Resize(height, width, interpolation=cv2.INTER_AREA),
-            A.Normalize(mean=spec.mean, std=spec.std, max_pixel_value=1.0),
+            A.Normalize(mean=mean, std=std, max_pixel_value=1.0),
         ]
     )
 
