@@ -48,7 +48,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="alexnet", help="registry model name")
     p.add_argument("--data", default="phantoms", help="'phantoms' or a data set folder")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--out", required=True, help="artifact path (.safetensors); report beside it as .json")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle AdamW)")
@@ -94,13 +94,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from models import build_model
+    from models import build_trainable
     from . import artifacts
     from .metrics import classification_report
     from .training import TrainConfig, predict_proba, train_classifier
 
     _set_threads(args.threads)
-    model = build_model(args.model, pretrained=False)
+    try:
+        model, export = build_trainable(args.model)
+    except ValueError as e:
+        raise CliError(str(e)) from e
     spec = model.spec
     phantoms = args.data == "phantoms"
     workers = args.num_workers if args.num_workers is not None else (0 if phantoms else 2)
@@ -112,7 +115,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"data: {len(train_set)} train / {len(val_set)} val / {len(test_set)} test "
           f"({'phantoms' if phantoms else args.data}; prepared in {data_seconds:.0f} s)", file=sys.stderr)
     result = train_classifier(model, train_set, val_set, config, checkpoint=args.out,
-                              log=lambda m: print(m, file=sys.stderr))
+                              log=lambda m: print(m, file=sys.stderr), export=export)
+    model = export(model.eval())  # the deployable layout is what gets tested and saved
     probs, labels = predict_proba(model, test_set, args.batch_size, args.device, desc="testing")
     test = classification_report(labels, probs.argmax(1), spec.class_names)
     total = time.perf_counter() - t0

@@ -12,7 +12,7 @@ compressed model has to ship both.
 
 >>> from models import build_model
 >>> count_flops(build_model("alexnet", pretrained=False))
-1326515328
+471743616
 """
 from __future__ import annotations
 

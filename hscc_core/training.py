@@ -25,7 +25,7 @@ from . import artifacts
 class TrainConfig:
     """Hyper-parameters of :func:`train_classifier` (defaults: the documented phantom run)."""
 
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 5e-4
@@ -103,11 +103,13 @@ def train_classifier(
     config: TrainConfig,
     checkpoint: str | Path | None = None,
     log: Callable[[str], None] = print,
+    export: Callable[[nn.Module], nn.Module] | None = None,
 ) -> TrainResult:
     """Train ``model`` with AdamW + one-cycle LR and cross-entropy.
 
     After each epoch the validation accuracy is measured; when it improves, the model is
-    saved to ``checkpoint`` (atomically) and ``model`` ends holding the best weights.
+    saved to ``checkpoint`` (atomically; as ``export(model)`` when given, e.g. to fold
+    BatchNorms) and ``model`` ends holding the best weights.
     """
     gen = seed_everything(config.seed)
     device = torch.device(config.device)
@@ -148,7 +150,8 @@ def train_classifier(
             result.best_epoch, result.best_val_accuracy = epoch, val_acc
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if checkpoint is not None:
-                artifacts.save(model, checkpoint, extra={"training": result.to_dict()})
+                model.eval()
+                artifacts.save(export(model) if export else model, checkpoint, extra={"training": result.to_dict()})
         log(f"epoch {epoch}/{config.epochs}: loss {row['train_loss']:.4f}, train acc {row['train_accuracy']:.4f}, "
             f"val acc {val_acc:.4f}{' (best, saved)' if improved and checkpoint else ''} "
             f"[{row['seconds']:.0f} s]")

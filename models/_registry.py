@@ -8,6 +8,8 @@ from torch import nn
 
 ModelBuilder = Callable[..., nn.Module]
 _BUILDERS: dict[str, ModelBuilder] = {}
+#: name -> (builder of the training variant, function turning it into the registry layout)
+_TRAINABLE: dict[str, tuple[Callable[[], nn.Module], Callable[[nn.Module], nn.Module]]] = {}
 
 
 def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
@@ -44,3 +46,18 @@ def build_model(name: str, pretrained: bool = True) -> nn.Module:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
     model = builder(pretrained=pretrained)
     return model.eval()
+
+
+def register_training_variant(name: str, builder: Callable[[], nn.Module],
+                              export: Callable[[nn.Module], nn.Module]) -> None:
+    """Train ``name`` as ``builder()`` (e.g. with BatchNorm) and deploy ``export(model)``."""
+    _TRAINABLE[name] = (builder, export)
+
+
+def build_trainable(name: str) -> tuple[nn.Module, Callable[[nn.Module], nn.Module]]:
+    """The model to train for ``name`` and the function that turns it into the deployable
+    registry layout (identity unless a training variant is registered)."""
+    if name in _TRAINABLE:
+        builder, export = _TRAINABLE[name]
+        return builder(), export
+    return build_model(name, pretrained=False), (lambda m: m)

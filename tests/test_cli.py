@@ -98,7 +98,8 @@ def test_train_on_a_folder_data_set(tmp_path):
                   "--out", str(tmp_path / "m.safetensors"))
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "m.json").read_text())
-    assert report["sizes"] == {"train": 18, "val": 6, "test": 8}
+    sizes = report["sizes"]
+    assert sizes["train"] + sizes["val"] == 24 and 4 <= sizes["val"] <= 8 and sizes["test"] == 8
 
 
 @pytest.mark.parametrize("method", ["svd", "hscc"])

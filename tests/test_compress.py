@@ -135,18 +135,19 @@ def test_sequential_refit_beats_plain_pca_on_the_calibration_data(alexnet):
         ref = alexnet(x)
     errors = {}
     for seq in (False, True):
-        model, _ = compress(alexnet, cal, CompressionConfig(budget=6.0, sequential=seq), progress=False)
+        config = CompressionConfig(budget=3.0, sequential=seq, include=("features.*",))  # convs: fast
+        model, _ = compress(alexnet, cal, config, progress=False)
         with torch.no_grad():
             errors[seq] = float((model(x) - ref).norm() / ref.norm())
     assert errors[True] < errors[False]
 
 
 def test_save_and_load_give_identical_outputs(alexnet, tmp_path):
-    model, _ = compress(alexnet, _calibration(alexnet.spec), CompressionConfig(budget=4.0, regions=(2, 2)),
-                        progress=False)
+    config = CompressionConfig(budget=4.0, regions=(2, 2), exclude=("classifier.4",))
+    model, _ = compress(alexnet, _calibration(alexnet.spec), config, progress=False)
     path = hscc_core.save(model, tmp_path / "m.safetensors")
     loaded = hscc_core.load(path)
-    x = torch.rand(2, 1, 224, 224)
+    x = torch.rand(2, 1, 128, 128)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
     assert loaded.spec == alexnet.spec
@@ -168,19 +169,24 @@ def test_a_pickled_file_is_refused(tmp_path):
             hscc_core.load(path)
 
 
-def test_onnx_export_of_a_compressed_model_matches_onnxruntime(alexnet, tmp_path):
+@pytest.mark.parametrize("method", ["hscc", "svd", "tucker"])
+def test_onnx_export_of_a_compressed_model_matches_onnxruntime(method, tmp_path):
+    """Every compressed module type (spatial low-rank conv, low-rank conv/linear, Tucker-2)."""
     import onnxruntime as ort
 
-    model, _ = compress(alexnet, _calibration(alexnet.spec), CompressionConfig(budget=6.0, regions=(2, 2)),
-                        progress=False)
-    x = torch.rand(1, 1, 224, 224)
+    torch.manual_seed(0)
+    tiny = TinyNet(nn.Conv2d(8, 16, 3, padding=1), (32, 32)).eval()
+    config = CompressionConfig(method=method, budget=1.5, regions=(2, 2) if method == "hscc" else (1, 1),
+                               include=("features.2", "classifier.0"))
+    model, _ = compress(tiny, [torch.rand(4, 3, 32, 32)], config, progress=False)
+    x = torch.rand(1, 3, 32, 32)
     path = tmp_path / "m.onnx"
     torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=["logits"], dynamo=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out = session.run(None, {"input": x.numpy()})[0]
     with torch.no_grad():
         ref = model(x).numpy()
-    assert np.abs(out - ref).max() < 1e-3 * max(1.0, np.abs(ref).max())
+    assert np.abs(out - ref).max() < 1e-4 * max(1.0, np.abs(ref).max())
 
 
 def test_config_validates_its_values():
