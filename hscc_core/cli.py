@@ -1,7 +1,8 @@
 """Command line: ``python -m hscc_core <command> --help``.
 
-Commands: ``train`` (train a classifier on phantoms or a folder data set) and
-``predict`` (classify scan files with a registry model or a saved artifact).
+Commands: ``train`` (train a classifier on phantoms or a folder data set), ``compress``
+(HSCC / Global SVD / Tucker-2 under a FLOPs budget), ``predict`` (classify scan files
+with a registry model or a saved artifact) and ``bench`` (side-by-side latency).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Sequence
+
+from .bench import add_bench_parser
 
 EXAMPLES = """examples:
   python -m hscc_core train --model alexnet --data phantoms --out checkpoints/alexnet-phantoms.safetensors
@@ -275,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_compress(sub)
     _add_predict(sub)
-    from .bench import add_bench_parser; add_bench_parser(sub)  # noqa: E702
+    add_bench_parser(sub)
     return parser
 
 
