@@ -27,6 +27,7 @@ class LayerPlan:
     cols: list[int]
     areas: list[int]
     flops_original: int
+    in_size: tuple[int, int] = (1, 1)  # input map (H, W) of a conv; (1, 1) for linear
     ranks: list[int] = field(default_factory=list)
 
     @property

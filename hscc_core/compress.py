@@ -26,7 +26,7 @@ from .allocate import LayerPlan, greedy_ranks, uniform_ranks
 from .artifacts import replace_submodule
 from .config import CompressionConfig, CompressionReport
 from .factorize import pca_factors, refit_factors, svd_factors, top_eigen, tucker2_factors
-from .flops import count_flops, count_params
+from .flops import count_flops, count_params, flops_by_module
 from .graph import layer_shapes, sequential_stages, target_layers
 from .modules import (LowRankConv2d, LowRankLinear, SpatialLowRankConv2d, TuckerConv2d, conv_geometry,
                       grid_bounds)
@@ -55,8 +55,9 @@ def make_plans(model: nn.Module, names: Sequence[str], regions: tuple[int, int])
             areas = [(rows[i + 1] - rows[i]) * (cols[j + 1] - cols[j])
                      for i in range(len(rows) - 1) for j in range(len(cols) - 1)]
             d = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+            in_shape = shapes[name][0]
             plans.append(LayerPlan(name, "conv", d, layer.out_channels, rows, cols, areas,
-                                   2 * layer.out_channels * d * h * w))
+                                   2 * layer.out_channels * d * h * w, in_size=(in_shape[2], in_shape[3])))
         else:
             plans.append(LayerPlan(name, "linear", layer.in_features, layer.out_features, [0, 1], [0, 1], [1],
                                    2 * layer.out_features * layer.in_features))
@@ -103,6 +104,15 @@ def build_lowrank_module(plan: LayerPlan, layer: nn.Module, factors: Sequence[Fa
                 mod.second[r].copy_(t(second).reshape(plan.out_dim, -1, 1, 1))
             mod.bias[r].copy_(t(bias))
     return mod, {"type": "SpatialLowRankConv2d", "config": cfg}
+
+
+def _install(compressed: nn.Module, plan: LayerPlan, layer: nn.Module, factors: Sequence[Factors],
+             records: list[dict[str, Any]]) -> nn.Module:
+    """Build the factored module for ``plan``, put it into ``compressed`` and record it."""
+    module, record = build_lowrank_module(plan, layer, factors)
+    replace_submodule(compressed, plan.name, module)
+    records.append({"path": plan.name, **record})
+    return module
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -174,9 +184,7 @@ def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence
         for r, d in enumerate(plan.ranks):
             mu_y, mu_h, _, c_hh, c_yh = moments.joint_moments(r)
             factors.append(refit_factors(w, b, mu_y, mu_h, c_hh, c_yh, d, ridge))
-        module, record = build_lowrank_module(plan, stage, factors)
-        replace_submodule(compressed, name, module)
-        records.append({"path": name, **record})
+        module = _install(compressed, plan, stage, factors, records)
         inputs = xs if hs is None else hs
         hs = [store(module(h.float())) for h in inputs]
         xs = ys
@@ -219,9 +227,7 @@ def compress(model: nn.Module, calibration: Iterable | None, config: Compression
         for p in plans:
             layer = model.get_submodule(p.name)
             w, b = _weight_matrix(layer)
-            mod, rec = build_lowrank_module(p, layer, [svd_factors(w, b, p.ranks[0])])
-            replace_submodule(compressed, p.name, mod)
-            records.append({"path": p.name, **rec})
+            _install(compressed, p, layer, [svd_factors(w, b, p.ranks[0])], records)
     elif config.method == "tucker":
         records = _tucker(model, compressed, plans, target_flops)
     else:
@@ -249,21 +255,22 @@ def compress(model: nn.Module, calibration: Iterable | None, config: Compression
                 layer = model.get_submodule(p.name)
                 w, b = _weight_matrix(layer)
                 factors = [pca_factors(w, b, s.mean(r), s.covariance(r), d, eig[r][1]) for r, d in enumerate(p.ranks)]
-                mod, rec = build_lowrank_module(p, layer, factors)
-                replace_submodule(compressed, p.name, mod)
-                records.append({"path": p.name, **rec})
+                _install(compressed, p, layer, factors, records)
         seconds["factorisation"] = time.perf_counter() - t0
     compressed.spec = model.spec
     compressed.hscc_replacements = records
     compressed.eval()
     seconds["total"] = time.perf_counter() - t_start
+    per_module = flops_by_module(compressed)
+    layer_flops = {p.name: sum(v for k, v in per_module.items() if k == p.name or k.startswith(p.name + "."))
+                   for p in plans}
     report = CompressionReport(
         config=config.to_dict(), model=model.spec.name, input_size=list(model.spec.input_size),
         flops_original=flops_orig, flops_compressed=count_flops(compressed),
         params_original=count_params(model), params_compressed=count_params(compressed),
         layers=[{"name": p.name, "kind": p.kind, "rows": p.rows, "cols": p.cols, "areas": p.areas,
                  "ranks": p.ranks, "max_rank": p.max_rank, "flops_original": p.flops_original,
-                 "flops_compressed": p.flops()} for p in plans],
+                 "flops_compressed": layer_flops[p.name]} for p in plans],
         calibration_images=n_images, seconds=seconds,
         peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
@@ -280,14 +287,12 @@ def _tucker_cost(p: LayerPlan, layer: nn.Conv2d, in_hw: tuple[int, int], r_in: i
 def _tucker(model: nn.Module, compressed: nn.Module, plans: list[LayerPlan], target_flops: float) -> list[dict]:
     """Tucker-2 for convs (ranks proportional to I and O, one scale per layer solved for a
     common per-layer ratio) and truncated SVD for linear layers, meeting ``target_flops``."""
-    shapes = layer_shapes(model, [p.name for p in plans])
-
     def ranks_for(p: LayerPlan, rho: float) -> tuple[int, int]:
         layer = model.get_submodule(p.name)
         if p.kind == "linear":
             d = int(min(p.max_rank, max(1, np.floor(rho * p.out_dim * p.in_dim / (p.out_dim + p.in_dim)))))
             return d, d
-        in_hw = shapes[p.name][0][2:]
+        in_hw = p.in_size
         lo, hi = 0.0, 1.0  # scale s: R_in = s*I, R_out = s*O
         for _ in range(40):
             s = (lo + hi) / 2
@@ -298,7 +303,7 @@ def _tucker(model: nn.Module, compressed: nn.Module, plans: list[LayerPlan], tar
     def cost(p: LayerPlan, r: tuple[int, int]) -> int:
         if p.kind == "linear":
             return p.unit_cost(0) * r[0]
-        return _tucker_cost(p, model.get_submodule(p.name), shapes[p.name][0][2:], *r)
+        return _tucker_cost(p, model.get_submodule(p.name), p.in_size, *r)
 
     lo, hi = 0.0, 1.0
     for _ in range(40):
@@ -312,19 +317,19 @@ def _tucker(model: nn.Module, compressed: nn.Module, plans: list[LayerPlan], tar
         if p.kind == "linear":
             p.ranks = [r_in]
             w, b = _weight_matrix(layer)
-            mod, rec = build_lowrank_module(p, layer, [svd_factors(w, b, r_in)])
-        else:
-            u_in, core, u_out = tucker2_factors(layer.weight.detach().double().numpy(), r_in, r_out)
-            cfg = {**conv_geometry(layer), "rank_in": r_in, "rank_out": r_out}
-            mod = TuckerConv2d(cfg)
-            with torch.no_grad():
-                mod.first.weight.copy_(torch.from_numpy(u_in.T.copy()).float()[:, :, None, None])
-                mod.core.weight.copy_(torch.from_numpy(core).float())
-                mod.last.weight.copy_(torch.from_numpy(u_out.copy()).float()[:, :, None, None])
-                bias = layer.bias if layer.bias is not None else torch.zeros(p.out_dim)
-                mod.last.bias.copy_(bias.detach())
-            rec = {"type": "TuckerConv2d", "config": cfg}
-            p.ranks = [r_out]
+            _install(compressed, p, layer, [svd_factors(w, b, r_in)], records)
+            continue
+        u_in, core, u_out = tucker2_factors(layer.weight.detach().double().numpy(), r_in, r_out)
+        cfg = {**conv_geometry(layer), "rank_in": r_in, "rank_out": r_out}
+        mod = TuckerConv2d(cfg)
+        with torch.no_grad():
+            mod.first.weight.copy_(torch.from_numpy(u_in.T.copy()).float()[:, :, None, None])
+            mod.core.weight.copy_(torch.from_numpy(core).float())
+            mod.last.weight.copy_(torch.from_numpy(u_out.copy()).float()[:, :, None, None])
+            bias = layer.bias if layer.bias is not None else torch.zeros(p.out_dim)
+            mod.last.bias.copy_(bias.detach())
+        rec = {"type": "TuckerConv2d", "config": cfg}
+        p.ranks = [r_out]
         replace_submodule(compressed, p.name, mod)
         records.append({"path": p.name, **rec})
     return records

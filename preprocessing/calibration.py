@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .augment import augment_slice
-from .datasets import _is_scan_file
+from .datasets import is_scan_file
 from .errors import ScanError
 from .loader import load_scan
 from .phantoms import phantom_sample
@@ -53,7 +53,7 @@ def scan_files(folder: str | os.PathLike[str]) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"calibration folder not found: {root}")
-    return sorted(p for p in root.rglob("*") if p.is_file() and _is_scan_file(p))
+    return sorted(p for p in root.rglob("*") if p.is_file() and is_scan_file(p))
 
 
 def load_slices(paths: Sequence[str | os.PathLike[str]]) -> list[np.ndarray]:

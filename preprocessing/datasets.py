@@ -118,7 +118,9 @@ def find_split_dir(root: str | os.PathLike[str], split: str) -> Path:
     )
 
 
-def _is_scan_file(path: Path) -> bool:
+def is_scan_file(path: Path) -> bool:
+    """Whether ``path`` looks like a scan worth trying: a visible file with a scan
+    extension, or with no extension at all (DICOM files often have none)."""
     if not path.is_file() or path.name.startswith("."):
         return False
     name = path.name.lower()
@@ -198,7 +200,7 @@ class BrainMRIFolder(Dataset):
         self.samples: list[tuple[Path, int]] = []
         for folder in folders:
             label = self.folders[folder.name]
-            files = sorted(p for p in folder.rglob("*") if _is_scan_file(p))
+            files = sorted(p for p in folder.rglob("*") if is_scan_file(p))
             self.samples.extend((p, label) for p in files)
         self.samples.sort(key=lambda s: (s[1], str(s[0])))
         if not self.samples:

@@ -116,6 +116,9 @@ def test_budget_is_met_within_two_percent_on_alexnet(alexnet, method, budget):
                                sequential=False)
     _, report = compress(alexnet, _calibration(alexnet.spec), config, progress=False)
     assert abs(report.flops_ratio / budget - 1) < 0.02, report.flops_ratio
+    kept = [layer["flops_compressed"] for layer in report.layers]  # measured per layer
+    assert all(0 < k < layer["flops_original"] for k, layer in zip(kept, report.layers))
+    assert sum(kept) < report.flops_compressed
 
 
 @pytest.mark.parametrize("budget", [3.0, 6.0])
