@@ -5,6 +5,7 @@ Public entry points: :func:`save` / :func:`load` for safe model artifacts and
 """
 from __future__ import annotations
 
+from . import modules as _modules  # noqa: F401  (registers the compressed module types for load())
 from .artifacts import ArtifactError, load, resolve_model, save
 
 __all__ = ["ArtifactError", "load", "resolve_model", "save"]

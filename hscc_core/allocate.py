@@ -71,7 +71,7 @@ def uniform_ranks(plans: Sequence[LayerPlan], target_flops: float) -> float:
 
 def greedy_ranks(plans: Sequence[LayerPlan], spectra: Sequence[Sequence[np.ndarray]], target_flops: float,
                  layer_weights: Sequence[float] | None = None,
-                 ratio_bounds: tuple[float, float] = (0.5, 2.5)) -> None:
+                 ratio_bounds: tuple[float, float] = (0.5, 2.5), rank_multiple: int = 1) -> None:
     """Global greedy allocation of rank units by gain per FLOP.
 
     The gain of the ``j``-th unit of region ``r`` of layer ``l`` is the share of the layer's
@@ -87,48 +87,69 @@ def greedy_ranks(plans: Sequence[LayerPlan], spectra: Sequence[Sequence[np.ndarr
         target_flops: FLOPs the target layers may use in total.
         layer_weights: optional per-layer multipliers of the score.
         ratio_bounds: ``(low, high)`` multiples of the uniform per-layer ratio.
+        rank_multiple: ranks move in blocks of this many units (CPU conv kernels run a
+            rank of 17 as slowly as one of 32), so every rank is a multiple of it except a
+            region's full rank; the blocks are charged to the budget at their real cost.
+            Layers whose largest useful rank is below ``4 * rank_multiple`` use single units.
     """
     weights = list(layer_weights) if layer_weights is not None else [1.0] * len(plans)
     total_orig = sum(p.flops_original for p in plans)
     rho = target_flops / total_orig
-    unit_layer, unit_region, unit_score, unit_cost = [], [], [], []
+    m = max(1, int(rank_multiple))
+    unit_layer, unit_region, unit_score, unit_cost, unit_size = [], [], [], [], []
     for li, (p, spec) in enumerate(zip(plans, spectra)):
         energy = sum(p.areas[r] * float(np.sum(spec[r])) for r in range(p.num_regions)) or 1.0
         for r in range(p.num_regions):
             lam = np.asarray(spec[r][: p.max_rank], dtype=np.float64)
+            ml = m if p.max_rank >= 4 * m else 1  # blocks too coarse for a small layer's budget
+            sizes = [min(ml, len(lam) - s) for s in range(0, len(lam), ml)]
+            gains = np.add.reduceat(lam, np.arange(0, len(lam), ml)) if len(lam) else np.zeros(0)
             cost = p.unit_cost(r)
-            score = weights[li] * p.areas[r] * lam / energy / cost
+            score = weights[li] * p.areas[r] * gains / energy / (cost * np.asarray(sizes, dtype=np.float64))
             # Rank order inside a region must be kept: enforce non-increasing scores.
             score = np.minimum.accumulate(score) if len(score) else score
-            unit_layer += [li] * len(lam)
-            unit_region += [r] * len(lam)
+            unit_layer += [li] * len(sizes)
+            unit_region += [r] * len(sizes)
             unit_score.append(score)
-            unit_cost += [cost] * len(lam)
+            unit_cost += [cost * s for s in sizes]
+            unit_size += sizes
     scores = np.concatenate(unit_score) if unit_score else np.zeros(0)
     unit_layer, unit_region, unit_cost = np.array(unit_layer), np.array(unit_region), np.array(unit_cost)
+    unit_size = np.array(unit_size, dtype=np.int64)
     ranks = [[0] * p.num_regions for p in plans]
     spent = [0] * len(plans)
     floor = [min(p.flops_original, ratio_bounds[0] * rho * p.flops_original) for p in plans]
     ceil = [min(p.flops_original, ratio_bounds[1] * rho * p.flops_original) for p in plans]
     order = np.argsort(-scores, kind="stable")
+    # A region's blocks must be taken in order: ``next_block`` is the only one it may take.
+    next_block: dict[tuple[int, int], int] = {}
     # 1) each layer's floor, from its own best units
+    closed: set[tuple[int, int]] = set()
     for u in order:
-        li, r, c = unit_layer[u], unit_region[u], int(unit_cost[u])
-        if spent[li] + c <= floor[li] + c / 2:  # round to the nearest unit
-            ranks[li][r] += 1
-            spent[li] += c
-    taken = {(li, r): d for li, rr in enumerate(ranks) for r, d in enumerate(rr)}
-    # 2) global greedy for the rest, respecting the prefix structure per region
+        key, c = (int(unit_layer[u]), int(unit_region[u])), int(unit_cost[u])
+        if key in closed:
+            continue
+        if spent[key[0]] + c <= floor[key[0]] + c / 2:  # round to the nearest unit
+            ranks[key[0]][key[1]] += int(unit_size[u])
+            spent[key[0]] += c
+            next_block[key] = next_block.get(key, 0) + 1
+        else:
+            closed.add(key)
+    # 2) global greedy for the rest
     total = sum(spent)
+    closed = set()
+    seen: dict[tuple[int, int], int] = {}
     for u in order:
-        li, r, c = unit_layer[u], unit_region[u], int(unit_cost[u])
-        if taken[(li, r)] > 0:  # units already given in step 1 come first in their region
-            taken[(li, r)] -= 1
+        key, c = (int(unit_layer[u]), int(unit_region[u])), int(unit_cost[u])
+        index = seen.get(key, 0)
+        seen[key] = index + 1
+        if index < next_block.get(key, 0) or key in closed:  # given in step 1, or a block before it was refused
             continue
-        if total + c > target_flops or spent[li] + c > ceil[li]:
+        if total + c > target_flops or spent[key[0]] + c > ceil[key[0]]:
+            closed.add(key)
             continue
-        ranks[li][r] += 1
-        spent[li] += c
+        ranks[key[0]][key[1]] += int(unit_size[u])
+        spent[key[0]] += c
         total += c
     for p, rr in zip(plans, ranks):
         p.ranks = rr

@@ -92,6 +92,12 @@ def save(model: nn.Module, path: str | os.PathLike, extra: dict[str, Any] | None
     return path
 
 
+def report_path(path: str | os.PathLike) -> Path:
+    """Where the JSON report of an artifact at ``path`` goes (same name, ``.json``)."""
+    path = Path(path)
+    return path.with_suffix(".json") if path.suffix != ".json" else path.with_suffix(".report.json")
+
+
 def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """Read only the JSON part of an artifact (fast; no tensors)."""
     from safetensors import safe_open

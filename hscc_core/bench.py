@@ -329,8 +329,12 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=30, help="timed runs per model and batch size (default: 30)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs before timing (default: 5)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads during timing (default: 2)")
-    p.add_argument("--channels-last", action="store_true",
-                   help="run both models and inputs in torch.channels_last memory format")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--channels-last", dest="channels_last", action="store_true", default=True,
+                     help="run both models and inputs in torch.channels_last (default: the faster "
+                          "layout on CPU for both the original and the compressed models)")
+    fmt.add_argument("--contiguous", dest="channels_last", action="store_false",
+                     help="run both models and inputs in the contiguous NCHW layout instead")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.set_defaults(func=_cmd_bench)
 

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from .artifacts import report_path  # noqa: F401  (re-exported: the CLI's report location)
 from .bench import add_bench_parser
+from .evaluate import add_evaluate_parser
 
 EXAMPLES = """examples:
   python -m hscc_core train --model alexnet --data phantoms --out checkpoints/alexnet-phantoms.safetensors
@@ -24,12 +26,6 @@ EXAMPLES = """examples:
 
 class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
-
-
-def report_path(path: str | Path) -> Path:
-    """Where the JSON report of an artifact at ``path`` goes (same name, ``.json``)."""
-    path = Path(path)
-    return path.with_suffix(".json") if path.suffix != ".json" else path.with_suffix(".report.json")
 
 
 def _set_threads(threads: int | None) -> None:
@@ -158,11 +154,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from models import DISPLAY_NAMES
     from .artifacts import ArtifactError, resolve_model
-    from .inference import predict_file
+    from .inference import optimize_for_inference, predict_file
 
     _set_threads(args.threads)
     try:
-        model = resolve_model(args.model)
+        model = optimize_for_inference(resolve_model(args.model))
     except ArtifactError as e:
         raise CliError(str(e)) from e
     failures = 0
@@ -217,6 +213,14 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--include", nargs="*", default=(), help="layer name patterns to compress (default: all but "
                    "the first conv and the last linear)")
     p.add_argument("--exclude", nargs="*", default=(), help="layer name patterns to leave alone")
+    p.add_argument("--rank-multiple", type=int, default=16,
+                   help="HSCC ranks in multiples of this (faster CPU kernels; charged to the budget); 1 = any rank")
+    p.add_argument("--finetune-epochs", type=int, default=0,
+                   help="knowledge-distillation epochs against the original on the calibration images "
+                        "(20%% held out for early stopping); 0 = none")
+    p.add_argument("--finetune-lr", type=float, default=1e-4, help="peak learning rate of the fine-tuning")
+    p.add_argument("--no-figures", action="store_true",
+                   help="skip the per-layer region PNGs (written to OUT's name + '_layers/')")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", required=True, help="artifact path (.safetensors); report beside it as .json")
@@ -224,17 +228,12 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
 
 
 def calibration_for(spec, source: str, views: int, phantoms: int, seed: int):
-    """Calibration batches for ``--calib`` (see ``compress --help``)."""
-    from preprocessing.calibration import default_calibration, folder_calibration
+    """Calibration batches for ``--calib`` (see ``compress --help`` and
+    :func:`preprocessing.calibration.calibration_for`)."""
+    from preprocessing.calibration import calibration_for as _calibration_for
 
-    if source == "default":
-        return default_calibration(spec, sample_views=views, n_phantoms=phantoms, seed=seed)
-    if source == "phantoms":
-        return default_calibration(spec, sample_views=0, n_phantoms=max(phantoms, 1), seed=seed)
-    if not Path(source).is_dir():
-        raise CliError(f"--calib: {source} is not 'default', 'phantoms' or a folder")
     try:
-        return folder_calibration(source, spec, views_per_scan=views, seed=seed)
+        return _calibration_for(spec, source, views, phantoms, seed)
     except ValueError as e:
         raise CliError(f"--calib: {e}") from e
 
@@ -244,6 +243,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     from .artifacts import ArtifactError, resolve_model
     from .compress import compress
     from .config import CompressionConfig
+    from .figures import layer_figures
+    from .finetune import FinetuneConfig, distill
 
     _set_threads(args.threads)
     budget = args.budget if args.budget is not None or args.energy is not None else 6.0
@@ -251,17 +252,28 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         config = CompressionConfig(method=args.method, budget=budget, energy=args.energy,
                                    regions=tuple(args.regions), clusters=args.clusters,
                                    sequential=not args.no_sequential, include=tuple(args.include),
-                                   exclude=tuple(args.exclude), seed=args.seed)
+                                   exclude=tuple(args.exclude), rank_multiple=args.rank_multiple,
+                                   seed=args.seed)
+        finetune = FinetuneConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed)
         model = resolve_model(args.model)
     except (ValueError, ArtifactError) as e:
         raise CliError(str(e)) from e
     calibration = None
-    if args.method == "hscc":
+    if args.method == "hscc" or finetune.epochs > 0:
         print(f"building calibration set ({args.calib})", file=sys.stderr)
         calibration = calibration_for(model.spec, args.calib, args.calib_views, args.calib_phantoms, args.seed)
-    compressed, report = compress(model, calibration, config)
+    compressed, report = compress(model, calibration if args.method == "hscc" else None, config)
+    if finetune.epochs > 0:
+        report.finetune = distill(compressed, model, calibration, finetune)
+        print(f"fine-tuned {report.finetune['epochs_run']} epoch(s): held-out agreement with the original "
+              f"{report.finetune['val_agreement_before']:.1%} -> {report.finetune['val_agreement_after']:.1%}",
+              file=sys.stderr)
     artifacts.save(compressed, args.out, extra={"report": report.to_dict()})
     report_path(args.out).write_text(report.to_json())
+    if not args.no_figures:
+        folder = Path(args.out).with_name(Path(args.out).stem + "_layers")
+        paths = layer_figures(report.to_dict(), folder)
+        print(f"wrote {len(paths)} layer figures to {folder}/", file=sys.stderr)
     print(report.table(), file=sys.stderr)
     print(f"saved {args.out} and {report_path(args.out)} ({report.seconds['total']:.0f} s, "
           f"peak memory {report.peak_memory_mb:.0f} MB)", file=sys.stderr)
@@ -279,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compress(sub)
     _add_predict(sub)
     add_bench_parser(sub)
+    add_evaluate_parser(sub)
     return parser
 
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .allocate import LayerPlan, greedy_ranks, uniform_ranks
 from .artifacts import replace_submodule
 from .config import CompressionConfig, CompressionReport
-from .factorize import pca_factors, refit_factors, svd_factors, top_eigen, tucker2_factors
+from .factorize import eigenvalues, pca_factors, refit_factors, svd_factors, top_eigen, tucker2_factors
 from .flops import count_flops, count_params, flops_by_module
 from .graph import layer_shapes, sequential_stages, target_layers
 from .modules import (LowRankConv2d, LowRankLinear, SpatialLowRankConv2d, TuckerConv2d, conv_geometry,
@@ -142,11 +142,12 @@ def collect_statistics(model: nn.Module, batches: Sequence[torch.Tensor], plans:
     return stats
 
 
-def _energy_ranks(plan: LayerPlan, spectra: Sequence[np.ndarray], tau: float) -> list[int]:
+def _energy_ranks(plan: LayerPlan, spectra: Sequence[np.ndarray], tau: float, multiple: int = 1) -> list[int]:
     ranks = []
     for lam in spectra:
         total = float(np.sum(lam))
         d = int(np.searchsorted(np.cumsum(lam), tau * total - 1e-12) + 1) if total > 0 else 0
+        d = -(-d // multiple) * multiple  # round up: never keep less energy than asked
         ranks.append(min(d, plan.max_rank))
     return ranks
 
@@ -168,26 +169,27 @@ def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence
     for name, stage in tqdm(stages, desc="sequential refit", unit="stage", disable=not progress, leave=False):
         plan = by_name.get(name)
         if plan is None:
-            xs = [store(stage(x.float())) for x in xs]
-            if hs is not None:
-                hs = [store(stage(h.float())) for h in hs]
+            for stream in (xs,) if hs is None else (xs, hs):
+                for i in range(len(stream)):
+                    stream[i] = store(stage(stream[i].float()))
             continue
         moments = RegionMoments.empty(plan.out_dim, plan.rows, plan.cols, joint=True)
-        ys = []
-        for i, x in enumerate(xs):
-            y = stage(x.float())
-            y_hat = y if hs is None else stage(hs[i].float())
+        first_compressed = hs is None
+        if first_compressed:
+            hs = list(xs)  # the streams part here; both still hold the same tensors
+        for i in range(len(xs)):
+            y = stage(xs[i].float())
+            y_hat = y if first_compressed else stage(hs[i].float())
             moments.update(y, y_hat)
-            ys.append(store(y))
+            xs[i] = store(y)  # in place: only two streams are ever held
         w, b = _weight_matrix(stage)
         factors = []
         for r, d in enumerate(plan.ranks):
             mu_y, mu_h, _, c_hh, c_yh = moments.joint_moments(r)
             factors.append(refit_factors(w, b, mu_y, mu_h, c_hh, c_yh, d, ridge))
         module = _install(compressed, plan, stage, factors, records)
-        inputs = xs if hs is None else hs
-        hs = [store(module(h.float())) for h in inputs]
-        xs = ys
+        for i in range(len(hs)):
+            hs[i] = store(module(hs[i].float()))
     return records
 
 
@@ -239,13 +241,20 @@ def compress(model: nn.Module, calibration: Iterable | None, config: Compression
         stats = collect_statistics(model, batches, plans, progress)
         seconds["statistics"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        eigen = [[top_eigen(s.covariance(r)) for r in range(s.num_regions)] for s in stats]
-        spectra = [[vals for vals, _ in layer] for layer in eigen]
+        if config.sequential:  # the refit finds its own directions: spectra suffice here
+            eigen = None
+            spectra = [[eigenvalues(s.covariance(r)) for r in range(s.num_regions)] for s in stats]
+        else:
+            eigen = [[top_eigen(s.covariance(r)) for r in range(s.num_regions)] for s in stats]
+            spectra = [[vals for vals, _ in layer] for layer in eigen]
         if config.energy is not None:
             for p, spec in zip(plans, spectra):
-                p.ranks = _energy_ranks(p, spec, config.energy)
+                p.ranks = _energy_ranks(p, spec, config.energy, config.rank_multiple)
+        elif config.allocation == "uniform":
+            uniform_ranks(plans, target_flops)
         else:
-            greedy_ranks(plans, spectra, target_flops, ratio_bounds=config.ratio_bounds)
+            greedy_ranks(plans, spectra, target_flops, ratio_bounds=config.ratio_bounds,
+                         rank_multiple=config.rank_multiple)
         seconds["allocation"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if config.sequential:
@@ -268,7 +277,8 @@ def compress(model: nn.Module, calibration: Iterable | None, config: Compression
         config=config.to_dict(), model=model.spec.name, input_size=list(model.spec.input_size),
         flops_original=flops_orig, flops_compressed=count_flops(compressed),
         params_original=count_params(model), params_compressed=count_params(compressed),
-        layers=[{"name": p.name, "kind": p.kind, "rows": p.rows, "cols": p.cols, "areas": p.areas,
+        layers=[{"name": p.name, "kind": p.kind, "in_dim": p.in_dim, "out_dim": p.out_dim,
+                 "rows": p.rows, "cols": p.cols, "areas": p.areas,
                  "ranks": p.ranks, "max_rank": p.max_rank, "flops_original": p.flops_original,
                  "flops_compressed": layer_flops[p.name]} for p in plans],
         calibration_images=n_images, seconds=seconds,

@@ -23,8 +23,12 @@ class CompressionConfig:
         clusters: channel clusters ``K`` per region (HSCC only; 1 disables clustering).
         sequential: sequential refit (HSCC only; HSCC.md §2).
         include, exclude: shell patterns of layer names (default: all but first conv/last linear).
+        allocation: HSCC budget mode: ``greedy`` (global, by response energy per FLOP,
+            within ``ratio_bounds``) or ``uniform`` (one FLOPs ratio for every layer).
         ratio_bounds: per-layer FLOPs ratio bounds as multiples of the uniform ratio (greedy).
         ridge: relative ridge of the refit regression.
+        rank_multiple: HSCC ranks are multiples of this (CPU kernels work in blocks of 16
+            channels: a rank of 17 runs as slowly as 32); charged to the budget. 1 disables.
         seed: for anything random (clustering ties, data order).
     """
 
@@ -36,8 +40,10 @@ class CompressionConfig:
     sequential: bool = True
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    allocation: str = "greedy"
     ratio_bounds: tuple[float, float] = (0.5, 2.5)
     ridge: float = 1e-3
+    rank_multiple: int = 16
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -53,8 +59,16 @@ class CompressionConfig:
             raise ValueError("energy mode needs data: use method 'hscc'")
         if len(self.regions) != 2 or min(self.regions) < 1:
             raise ValueError(f"regions must be (gh, gw) >= 1, got {self.regions}")
+        if self.allocation not in ("greedy", "uniform"):
+            raise ValueError(f"allocation must be 'greedy' or 'uniform', got {self.allocation!r}")
+        if self.rank_multiple < 1:
+            raise ValueError(f"rank_multiple must be >= 1, got {self.rank_multiple}")
         if self.clusters < 1:
             raise ValueError(f"clusters must be >= 1, got {self.clusters}")
+        if self.clusters > 1:
+            # Refused rather than silently ignored: hierarchical cluster factors (HSCC.md §4)
+            # are not implemented yet, and independent clusters are known to lose (§11).
+            raise ValueError("channel clusters (K > 1) are not implemented yet; use clusters=1")
         if self.method != "hscc" and (tuple(self.regions) != (1, 1) or self.clusters != 1):
             raise ValueError(f"regions/clusters apply to HSCC only, not {self.method}")
 

@@ -7,13 +7,24 @@ and ``bias (O,)`` such that the layer becomes ``y ≈ second @ (first @ x) + bia
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 
 def top_eigen(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (descending, clipped at 0) and eigenvectors of a symmetric matrix."""
-    vals, vecs = np.linalg.eigh((c + c.T) / 2)
+    # One LAPACK thread: multi-threaded OpenBLAS eigensolvers fight torch's spinning
+    # OpenMP workers for the cores (measured 3-20x slower on 2 busy cores).
+    with threadpool_limits(limits=1, user_api="blas"):
+        vals, vecs = np.linalg.eigh((c + c.T) / 2)
     order = np.argsort(vals)[::-1]
     return np.clip(vals[order], 0.0, None), vecs[:, order]
+
+
+def eigenvalues(c: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a symmetric matrix, descending and clipped at 0 (no vectors: faster)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        vals = np.linalg.eigvalsh((c + c.T) / 2)
+    return np.clip(vals[::-1], 0.0, None)
 
 
 def pca_factors(w: np.ndarray, b: np.ndarray, mu: np.ndarray, cov: np.ndarray, rank: int,

@@ -69,7 +69,9 @@ class LowRankConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.rank == 0:
             h, w = conv_output_size(x.shape[-2:], self.first)
-            return self.second.bias.view(1, -1, 1, 1).expand(x.shape[0], -1, h, w)
+            # A fresh tensor, not an expanded view of the parameter: views of parameters
+            # break FlopCounterMode's module tracker under inference mode.
+            return x.new_zeros(x.shape[0], self.out_channels, h, w) + self.second.bias.view(1, -1, 1, 1)
         return self.second(self.first(x))
 
 
@@ -148,7 +150,7 @@ class SpatialLowRankConv2d(nn.Module):
                 r = i * n_cols + j
                 bias = self.bias[r]
                 if self.ranks[r] == 0:
-                    pieces.append(bias.view(1, -1, 1, 1).expand(x.shape[0], -1, r1 - r0, c1 - c0))
+                    pieces.append(x.new_zeros(x.shape[0], self.out_channels, r1 - r0, c1 - c0) + bias.view(1, -1, 1, 1))
                     continue
                 a0, a1, b0, b1 = self._input_window(r0, r1, c0, c1)
                 z = F.conv2d(xp[:, :, a0:a1, b0:b1], self.first[r], None, self.stride, 0, self.dilation)

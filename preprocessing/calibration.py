@@ -116,3 +116,27 @@ def folder_calibration(folder: str | os.PathLike[str], spec, views_per_scan: int
         files = [files[i] for i in sorted(rng.choice(len(files), max_scans, replace=False))]
     images = augmented_views(load_slices(files), views_per_scan, seed)
     return calibration_batches(images, spec, batch_size)
+
+
+def calibration_for(spec, source: str = "default", views: int = 16, phantoms: int = 32,
+                    seed: int = 0) -> list[torch.Tensor]:
+    """Calibration batches by name, as ``python -m hscc_core compress --calib`` takes them.
+
+    Args:
+        spec: the model's :class:`models.ModelSpec`.
+        source: ``"default"`` (the sample scans in ``views`` augmented views each, plus
+            ``phantoms`` phantoms), ``"phantoms"`` (phantoms only) or a folder of scans.
+        views: augmented views per scan.
+        phantoms: phantoms in the default set.
+        seed: seed of the augmentations and phantoms.
+
+    Raises:
+        ValueError: ``source`` is none of the above, or the folder holds no readable scan.
+    """
+    if source == "default":
+        return default_calibration(spec, sample_views=views, n_phantoms=phantoms, seed=seed)
+    if source == "phantoms":
+        return default_calibration(spec, sample_views=0, n_phantoms=max(phantoms, 1), seed=seed)
+    if not Path(source).is_dir():
+        raise ValueError(f"{source} is not 'default', 'phantoms' or a folder")
+    return folder_calibration(source, spec, views_per_scan=views, seed=seed)
