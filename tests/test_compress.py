@@ -95,7 +95,8 @@ def test_statistics_from_split_runs_add_up_to_the_single_run():
     b.update(y[2:], y_hat[2:])
     total = a + b
     for field in ("n", "sum_y", "sum_yy", "sum_h", "sum_hh", "sum_yh"):
-        assert torch.allclose(getattr(total, field), getattr(whole, field), rtol=1e-12, atol=1e-9)
+        # products are float32 per chunk, sums float64: equal to float32 rounding
+        assert torch.allclose(getattr(total, field), getattr(whole, field), rtol=1e-6, atol=1e-6)
 
 
 def _calibration(spec: ModelSpec, n: int = 4, batch: int = 2) -> list[torch.Tensor]:
