@@ -30,3 +30,20 @@ def vgg16():
     from models import build_model
 
     return build_model("vgg16-brain-mri")
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """``python app.py`` serving on a free loopback port, started once per test session.
+
+    The compressed model is cached in ``$HSCC_APP_CACHE`` if set (fast local reruns),
+    otherwise in a fresh temporary folder, so that a plain run (CI) exercises the real
+    cold start: the one-time HSCC compression of VGG16 (minutes on 2 CPU cores). The
+    app's log goes to ``test-artifacts/app-server.log``.
+    """
+    from .app_server import ARTIFACTS, start_app, stop_app
+
+    cache = Path(os.environ.get("HSCC_APP_CACHE") or tmp_path_factory.mktemp("app-cache"))
+    server = start_app(cache, tmp_path_factory.mktemp("gradio-tmp"), ARTIFACTS / "app-server.log")
+    yield server
+    stop_app(server)

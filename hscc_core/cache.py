@@ -1,0 +1,174 @@
+"""Build-once cache of compressed models.
+
+The first call for a (model, method, budget) compresses the model exactly as
+``python -m hscc_core compress`` does and saves a safe artifact plus its report JSON in
+the cache folder; later calls load that artifact in seconds. The file name carries a
+short hash of everything that decides the result (the model, the full
+:class:`~hscc_core.config.CompressionConfig` with its defaults, the calibration
+settings), so changing any of them builds a new file instead of reusing a stale one::
+
+    artifacts/vgg16-brain-mri-hscc-6x-3f2a9c01d4.safetensors   (+ .json report)
+
+A cached file that cannot be loaded (e.g. written by an older version of the
+compressor) is rebuilt with a warning. The compressor's own code is not part of the
+hash: pass ``rebuild=True`` after changing it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from . import artifacts
+from .artifacts import ArtifactError
+
+__all__ = ["DEFAULT_CALIBRATION", "cache_path", "compressed_model", "load_report"]
+
+#: The calibration set of ``compress --calib default`` (see
+#: :func:`preprocessing.calibration.calibration_for`): source, views per sample scan,
+#: phantoms, seed.
+DEFAULT_CALIBRATION: dict[str, Any] = {"source": "default", "views": 16, "phantoms": 32, "seed": 0}
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _is_registry_name(name: str) -> bool:
+    from models import list_models
+
+    return name in list_models()
+
+
+def _source_id(model_name: str) -> tuple[str, str]:
+    """``(short name for the file name, identity for the hash)`` of a registry name or
+    an artifact path (a file is identified by its content, so retraining invalidates)."""
+    if _is_registry_name(model_name):
+        return model_name, model_name
+    path = Path(model_name)
+    if not path.is_file():
+        from models import list_models
+
+        raise ArtifactError(f"{model_name!r} is neither a model name ({', '.join(list_models())}) "
+                            "nor an existing file")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return path.stem, f"file:{digest.hexdigest()}"
+
+
+def _config(method: str, budget: float, seed: int):
+    from .config import CompressionConfig
+
+    return CompressionConfig(method=method, budget=float(budget), seed=seed)
+
+
+def cache_path(model_name: str = "vgg16-brain-mri", method: str = "hscc", budget: float = 6.0,
+               cache_dir: str | os.PathLike = "artifacts",
+               calibration: dict[str, Any] | None = None) -> Path:
+    """Where :func:`compressed_model` keeps the artifact for these settings.
+
+    Args:
+        model_name: registry name or path of an (uncompressed) artifact.
+        method: ``hscc``, ``svd`` or ``tucker``.
+        budget: FLOPs reduction factor.
+        cache_dir: the cache folder.
+        calibration: calibration settings (HSCC only; default :data:`DEFAULT_CALIBRATION`).
+
+    Returns:
+        ``cache_dir/<model>-<method>-<budget>x-<hash>.safetensors`` where ``hash`` is the
+        first 10 hex digits of a SHA-256 over the model identity, the full compression
+        config (defaults included) and, for HSCC, the calibration settings.
+    """
+    calibration = {**DEFAULT_CALIBRATION, **(calibration or {})}
+    config = _config(method, budget, int(calibration["seed"]))
+    short, identity = _source_id(model_name)
+    key = {"model": identity, "config": config.to_dict(),
+           "calibration": calibration if method == "hscc" else None}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    short = re.sub(r"[^A-Za-z0-9._-]+", "_", short)
+    return Path(cache_dir) / f"{short}-{method}-{budget:g}x-{digest}.safetensors"
+
+
+def load_report(path: str | os.PathLike) -> dict[str, Any]:
+    """The compression report of an artifact: from its metadata (``save(...,
+    extra={"report": ...})``), else from the JSON beside it; ``{}`` if it has none."""
+    report = artifacts.load_metadata(path).get("extra", {}).get("report")
+    if report is None and artifacts.report_path(path).is_file():
+        report = json.loads(artifacts.report_path(path).read_text())
+    return report or {}
+
+
+def _build(model_name: str, method: str, budget: float, calibration: dict[str, Any], path: Path,
+           progress: bool) -> tuple[nn.Module, dict[str, Any]]:
+    from preprocessing.calibration import calibration_for
+
+    from .compress import compress
+
+    model = artifacts.resolve_model(model_name)
+    if getattr(model, "hscc_replacements", None):
+        raise ValueError(f"{Path(model_name).name} is already compressed; give the uncompressed model")
+    config = _config(method, budget, int(calibration["seed"]))
+    batches = None
+    if method == "hscc":  # svd and tucker are weights-only: no calibration
+        batches = calibration_for(model.spec, calibration["source"], int(calibration["views"]),
+                                  int(calibration["phantoms"]), int(calibration["seed"]))
+    compressed, report = compress(model, batches, config, progress=progress)
+    report_dict = report.to_dict()
+    artifacts.save(compressed, path, extra={"report": report_dict})
+    artifacts.report_path(path).write_text(report.to_json())
+    return compressed, report_dict
+
+
+def compressed_model(model_name: str = "vgg16-brain-mri", method: str = "hscc", budget: float = 6.0,
+                     cache_dir: str | os.PathLike = "artifacts", rebuild: bool = False, progress: bool = True,
+                     calibration: dict[str, Any] | None = None,
+                     log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The compressed model for these settings, built once and then loaded from the cache.
+
+    Args:
+        model_name: registry name (``vgg16-brain-mri``) or path of an uncompressed artifact.
+        method: ``hscc`` (data-aware; uses the default calibration set), ``svd`` or
+            ``tucker`` (weights only).
+        budget: whole-model FLOPs reduction factor, e.g. 6.
+        cache_dir: folder of the cached artifacts (created if missing).
+        rebuild: compress again even if a cached artifact exists (and replace it).
+        progress: progress bars and one-line messages on stderr while building/loading.
+        calibration: overrides of :data:`DEFAULT_CALIBRATION` (HSCC only).
+        log: where the one-line messages go (default: stderr when ``progress``).
+
+    Returns:
+        ``(compressed model in eval mode, compression report as a dict)``; the report has
+        ``flops_original``, ``flops_compressed``, ``params_original``,
+        ``params_compressed``, ``config``, ``layers``, ``seconds`` (see
+        :class:`~hscc_core.config.CompressionReport`).
+
+    Raises:
+        ArtifactError: ``model_name`` is neither a registry name nor a readable artifact.
+        ValueError: bad method/budget, or ``model_name`` is already compressed.
+    """
+    log = log or (_stderr if progress else (lambda _msg: None))
+    calibration = {**DEFAULT_CALIBRATION, **(calibration or {})}
+    path = cache_path(model_name, method, budget, cache_dir, calibration)
+    if path.is_file() and not rebuild:
+        t0 = time.perf_counter()
+        try:
+            model, report = artifacts.load(path), load_report(path)
+        except (ArtifactError, RuntimeError, KeyError, ValueError) as e:
+            log(f"cached model {path} cannot be loaded ({e}); building it again")
+        else:
+            log(f"loaded cached compressed model {path} in {time.perf_counter() - t0:.1f} s")
+            return model, report
+    log(f"building compressed model once ({method}, {budget:g}x FLOPs reduction; cached at {path})")
+    t0 = time.perf_counter()
+    model, report = _build(model_name, method, budget, calibration, path, progress)
+    log(f"built and cached {path.name} in {time.perf_counter() - t0:.0f} s")
+    return model, report

@@ -1,0 +1,139 @@
+"""The two models the app compares: the compressed one and its uncompressed reference.
+
+``--model`` is either a registry name (the compressed model is then built once with
+:func:`hscc_core.cache.compressed_model` and loaded from the cache afterwards) or the
+path of an artifact. A compressed artifact *is* the model to show; its reference is the
+registry model it was built from (``--reference`` overrides, e.g. a trained checkpoint).
+An uncompressed artifact (e.g. a trained AlexNet checkpoint) is the reference and is
+compressed through the cache like a registry model.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from hscc_core.artifacts import load, load_metadata, resolve_model
+from hscc_core.cache import cache_path, compressed_model, load_report
+from hscc_core.inference import optimize_for_inference
+
+__all__ = ["ModelPair", "load_model_pair"]
+
+
+@dataclass
+class ModelPair:
+    """The compressed model, its uncompressed reference and what is known about both.
+
+    Attributes:
+        original: the uncompressed reference model (eval mode).
+        compressed: the compressed model (eval mode).
+        report: the compression report (``flops_original``, ``flops_compressed``,
+            ``params_original``, ``params_compressed``, ``config``...).
+        name: how the page names the compressed model, e.g. ``"HSCC 6x"``.
+        reference_name: how the page names the reference, e.g. ``"vgg16-brain-mri"``.
+        seconds: wall time of getting the compressed model (build or cached load) and of
+            building the reference.
+        lock: held while the models are timed, so that concurrent requests do not share
+            the CPU cores during a measurement (latencies stay honest).
+    """
+
+    original: nn.Module
+    compressed: nn.Module
+    report: dict[str, Any]
+    name: str
+    reference_name: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def spec(self):
+        """The input contract and class names (shared by both models)."""
+        return self.compressed.spec
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _method_name(report: dict[str, Any], fallback: str) -> str:
+    config = report.get("config") or {}
+    method = str(config.get("method", fallback)).upper()
+    budget = config.get("budget")
+    return f"{method} {budget:g}x" if isinstance(budget, (int, float)) else method
+
+
+def _fill_counts(report: dict[str, Any], original: nn.Module, compressed: nn.Module) -> dict[str, Any]:
+    """Measure FLOPs/params that a report lacks (e.g. an artifact saved without one)."""
+    from hscc_core.flops import count_flops, count_params
+
+    report = dict(report)
+    for key, model, count in (("flops_original", original, count_flops), ("flops_compressed", compressed, count_flops),
+                              ("params_original", original, count_params),
+                              ("params_compressed", compressed, count_params)):
+        if not report.get(key):
+            report[key] = int(count(model))
+    return report
+
+
+def load_model_pair(model: str = "vgg16-brain-mri", method: str = "hscc", budget: float = 6.0,
+                    cache_dir: str | os.PathLike = "artifacts", rebuild: bool = False,
+                    reference: str | None = None, progress: bool = True,
+                    log: Callable[[str], None] | None = None) -> ModelPair:
+    """Get the compressed model (built once, then cached) and its uncompressed reference.
+
+    Args:
+        model: registry name or artifact path (see the module docstring).
+        method, budget: which compressed model (ignored for a compressed artifact).
+        cache_dir: the build-once cache folder.
+        rebuild: compress again even if cached.
+        reference: registry name or artifact path of the uncompressed model to compare
+            against (default: ``model`` itself, or the base of a compressed artifact).
+        progress: progress bars and messages on stderr.
+        log: where one-line messages go (default stderr).
+
+    Raises:
+        hscc_core.ArtifactError: a name/path that is neither a model nor an artifact.
+        ValueError: bad method/budget, or the two models disagree on classes or input.
+    """
+    log = log or _stderr
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    meta = load_metadata(model) if Path(model).is_file() else None
+    if meta is not None and meta.get("replacements"):
+        compressed, report = load(model), load_report(model)
+        seconds["compressed_artifact"] = time.perf_counter() - t0
+        log(f"loaded compressed artifact {model} in {seconds['compressed_artifact']:.1f} s")
+        reference = reference or meta["base"]
+    else:
+        path = cache_path(model, method, budget, cache_dir)
+        before = _mtime(path)
+        compressed, report = compressed_model(model, method, budget, cache_dir, rebuild=rebuild, progress=progress,
+                                              log=log)
+        loaded = before is not None and _mtime(path) == before  # else it was (re)built
+        seconds["compressed_load" if loaded else "compressed_build"] = time.perf_counter() - t0
+        reference = reference or model
+    t1 = time.perf_counter()
+    original = resolve_model(reference)
+    seconds["reference_load"] = time.perf_counter() - t1
+    if tuple(original.spec.class_names) != tuple(compressed.spec.class_names) or \
+            tuple(original.spec.input_size) != tuple(compressed.spec.input_size) or \
+            original.spec.channels != compressed.spec.channels:
+        raise ValueError(f"reference {reference!r} and the compressed model differ in classes or input")
+    report = _fill_counts(report, original, compressed)
+    # Both models in the CPU-friendly layout, so the speed-up compares like with like.
+    return ModelPair(original=optimize_for_inference(original), compressed=optimize_for_inference(compressed),
+                     report=report, name=_method_name(report, method), reference_name=Path(str(reference)).name,
+                     seconds=seconds)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None

@@ -1,0 +1,208 @@
+"""The Gradio page: upload a scan, see both models side by side.
+
+Handlers are plain functions of the uploaded path (or the scan kept in the session) that
+return the values of the page's components; :func:`build_demo` wires them to the page
+and :func:`launch` serves it. Nothing here computes predictions itself
+(:mod:`webapp.predict` does).
+
+Privacy: a scan is read once into memory (kept per browser session for the slice
+slider, dropped after :data:`STATE_TTL_S`); Gradio's temporary copies of uploads and of
+the shown images are deleted by age (``temp_ttl_s``) and when the server stops (``app.py``
+also gives Gradio a private temporary folder and removes it at exit). Nothing about a
+scan is logged.
+"""
+from __future__ import annotations
+
+import html
+import sys
+from pathlib import Path
+
+import gradio as gr
+
+from preprocessing import Scan, ScanError, load_scan
+
+from .models import ModelPair
+from .predict import DEFAULT_REPEATS, compare_slice, comparison_html, label_value, scan_summary
+
+__all__ = ["CSS", "EXAMPLES", "build_demo", "launch", "theme"]
+
+ROOT = Path(__file__).resolve().parents[1]
+#: One click away on the page: the real JPEGs, a DICOM, a multi-frame DICOM, a NIfTI volume.
+EXAMPLES: list[Path] = sorted((ROOT / "samples").glob("*.jpg")) + [
+    ROOT / "samples" / "dicom" / "Te-me_0016.dcm",
+    ROOT / "samples" / "dicom" / "Te-gl_0010_multiframe.dcm",
+    ROOT / "samples" / "nifti" / "Te-pi_0014.nii.gz",
+]
+#: Seconds a session keeps its scan in memory (for the slice slider).
+STATE_TTL_S = 1800
+
+DISCLAIMER = ("**Research decision support only — not a diagnosis.** The classes come from two neural "
+              "networks trained on a public data set; they can be wrong and must be reviewed by a qualified "
+              "clinician together with the full study and the patient's history.")
+WELCOME = "Upload a scan or click an example below."
+
+CSS = """
+.hscc-banner {padding: 0.6em 0.9em; border-radius: 6px; font-weight: 600; margin-bottom: 0.6em;}
+.hscc-agree {background: #e7f5ec; color: #14532d; border: 1px solid #86c49b;}
+.hscc-disagree {background: #fdecea; color: #7f1d1d; border: 2px solid #dc2626;}
+.hscc-table {width: 100%; border-collapse: collapse;}
+.hscc-table th, .hscc-table td {padding: 0.35em 0.6em; border-bottom: 1px solid #ddd; text-align: left;}
+.hscc-speedup {margin-top: 0.6em;}
+#disclaimer {border-left: 4px solid #d97706; padding-left: 0.8em;}
+"""
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's default look with system fonts only (no web-font downloads: works offline)."""
+    return gr.themes.Default(font=["system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"],
+                             font_mono=["ui-monospace", "Consolas", "monospace"])
+
+
+def _empty(status: str) -> tuple:
+    """Component values for 'nothing to show' with ``status`` as the message."""
+    return (None, gr.Slider(visible=False, value=0), status, None, None, None, "")
+
+
+def _outputs_for(pair: ModelPair, scan: Scan, index: int | None, repeats: int) -> tuple:
+    cmp = compare_slice(pair, scan.image(index), repeats=repeats)
+    return (cmp.image, label_value(cmp.compressed), label_value(cmp.original), comparison_html(cmp, pair))
+
+
+def _error_banner(message: str) -> str:
+    """The status shown for a file that cannot be used (the ScanError message)."""
+    return (f'<div class="hscc-banner hscc-disagree" role="alert"><b>This file cannot be used.</b> '
+            f'{html.escape(message)}</div>')
+
+
+def _unexpected(e: Exception) -> str:
+    # The message may quote the file (a patient identifier): log the type only.
+    print(f"app: analysis failed with {type(e).__name__}", file=sys.stderr, flush=True)
+    return _error_banner(f"Something went wrong while analysing this scan ({type(e).__name__}). "
+                         "Please try another file.")
+
+
+def analyse_file(path: str | None, pair: ModelPair, repeats: int = DEFAULT_REPEATS) -> tuple:
+    """Handler for a new file (upload, example click or clear).
+
+    Args:
+        path: the uploaded file (Gradio's temporary copy), or ``None`` when cleared.
+        pair: the models.
+        repeats: timed runs per model.
+
+    Returns:
+        Values of ``(scan state, slice slider, status, model input image, compressed label,
+        uncompressed label, comparison HTML)``. A file that cannot be read gives its
+        :class:`~preprocessing.ScanError` message as the status and empty results.
+    """
+    if not path:
+        return _empty(WELCOME)
+    try:
+        scan = load_scan(path)
+        outputs = _outputs_for(pair, scan, None, repeats)
+    except ScanError as e:
+        gr.Warning(str(e))
+        return _empty(_error_banner(str(e)))
+    except Exception as e:  # noqa: BLE001  (keep serving; the page says what happened)
+        return _empty(_unexpected(e))
+    volume = scan.is_volume and scan.num_slices > 1
+    slider = gr.Slider(visible=volume, minimum=0, maximum=max(scan.num_slices - 1, 1), step=1,
+                       value=scan.slice_index or 0, interactive=True,
+                       label=f"Slice (0–{scan.num_slices - 1}); default {scan.slice_index}" if volume else "Slice")
+    return (scan, slider, scan_summary(scan), *outputs)
+
+
+def analyse_slice(index: float, scan: Scan | None, pair: ModelPair, repeats: int = DEFAULT_REPEATS) -> tuple:
+    """Handler for the slice slider: both models on slice ``index`` of the session's volume.
+
+    Returns:
+        Values of ``(status, model input image, compressed label, uncompressed label,
+        comparison HTML)``.
+    """
+    if scan is None:
+        return (WELCOME, None, None, None, "")
+    try:
+        index = int(round(index))
+        return (scan_summary(scan, index), *_outputs_for(pair, scan, index, repeats))
+    except ScanError as e:
+        return (_error_banner(str(e)), None, None, None, "")
+    except Exception as e:  # noqa: BLE001
+        return (_unexpected(e), None, None, None, "")
+
+
+def _header(pair: ModelPair) -> str:
+    r = pair.report
+    ratio = r["flops_original"] / r["flops_compressed"] if r.get("flops_compressed") else float("nan")
+    return (f"# HSCC-MRI: brain-tumour MRI classifier\n"
+            f"Classifies a brain MRI slice as glioma, meningioma, pituitary tumour or no tumour with a "
+            f"**compressed** network ({pair.name}: {ratio:.1f}x fewer FLOPs) next to the **uncompressed** "
+            f"one ({pair.reference_name}). Upload DICOM (single or multi-frame), NIfTI (.nii, .nii.gz) "
+            f"or PNG/JPEG; the format is recognised from the content.")
+
+
+def build_demo(pair: ModelPair, repeats: int = DEFAULT_REPEATS, temp_ttl_s: int = 300) -> gr.Blocks:
+    """Build the page for ``pair``.
+
+    Args:
+        pair: the models to compare.
+        repeats: timed runs per model and scan.
+        temp_ttl_s: Gradio's temporary files (uploads, shown images) older than this are
+            deleted (checked every ``temp_ttl_s / 2`` s; all are deleted at shutdown).
+
+    Returns:
+        The Blocks; the upload/example event is the API endpoint ``/predict`` (input: a
+        file; outputs: slider, status, image, both labels, comparison HTML).
+    """
+    ttl = max(int(temp_ttl_s), 10)
+    with gr.Blocks(title="HSCC-MRI: compressed vs uncompressed", analytics_enabled=False,
+                   delete_cache=(max(ttl // 2, 5), ttl)) as demo:
+        gr.Markdown(_header(pair))
+        gr.Markdown(DISCLAIMER, elem_id="disclaimer")
+        scan_state = gr.State(None, time_to_live=STATE_TTL_S)
+        with gr.Row():
+            with gr.Column(scale=2):
+                file = gr.File(label="Scan file (DICOM, NIfTI, PNG/JPEG)", file_count="single", type="filepath",
+                               elem_id="scan-file")
+                slider = gr.Slider(0, 1, value=0, step=1, label="Slice", visible=False, elem_id="slice")
+                status = gr.Markdown(WELCOME, elem_id="status")
+                image = gr.Image(label="What the models see (preprocessed input)", type="numpy", image_mode=None,
+                                 format="png", interactive=False, height=300, elem_id="model-input",
+                                 buttons=["fullscreen"])
+            with gr.Column(scale=3):
+                with gr.Row():
+                    label_c = gr.Label(label=f"Compressed ({pair.name})", num_top_classes=4,
+                                       elem_id="label-compressed")
+                    label_o = gr.Label(label=f"Uncompressed ({pair.reference_name})", num_top_classes=4,
+                                       elem_id="label-original")
+                comparison = gr.HTML("", elem_id="comparison")
+        gr.Examples(examples=[[str(p)] for p in EXAMPLES], inputs=[file], label="Example scans (one click)",
+                    examples_per_page=len(EXAMPLES))
+
+        file.change(lambda path: analyse_file(path, pair, repeats), inputs=[file],
+                    outputs=[scan_state, slider, status, image, label_c, label_o, comparison],
+                    api_name="predict", trigger_mode="always_last")
+        slider.release(lambda index, scan: analyse_slice(index, scan, pair, repeats), inputs=[slider, scan_state],
+                       outputs=[status, image, label_c, label_o, comparison], api_visibility="private",
+                       trigger_mode="always_last")
+    return demo
+
+
+def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
+           concurrency: int = 2, max_queue: int = 64) -> None:
+    """Serve ``demo`` and block until Ctrl+C / SIGTERM (then close the server cleanly).
+
+    Args:
+        host: interface to listen on (loopback by default: only this computer).
+        port: TCP port (``None``: Gradio picks from 7860 up).
+        share: ask Gradio for a public ``*.gradio.live`` link (sends traffic through
+            Gradio's relay: scans leave this machine).
+        concurrency: requests processed at once (model timing itself is serialised).
+        max_queue: requests waiting at most; more are refused with "queue full".
+    """
+    demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
+    demo.launch(server_name=host, server_port=port, share=share, theme=theme(), css=CSS,
+                footer_links=["api"], run_history=False, ssr_mode=False, mcp_server=False, pwa=False,
+                show_error=False, max_file_size="512mb", quiet=True, prevent_thread_lock=True)
+    print(f"app: serving on {demo.local_url} (Ctrl+C to stop)", file=sys.stderr, flush=True)
+    if share:
+        print(f"app: public link {demo.share_url or '(could not be created)'}", file=sys.stderr, flush=True)
+    demo.block_thread()
