@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from .allocate import LayerPlan, greedy_ranks, uniform_ranks
 from .artifacts import replace_submodule
 from .config import CompressionConfig, CompressionReport
-from .factorize import eigenvalues, pca_factors, refit_factors, svd_factors, top_eigen, tucker2_factors
+from .factorize import (co_activation_clusters, eigenvalues, hierarchical_factors, pca_factors, refit_factors,
+                        residual_cluster_spectra, ridge_map, svd_factors, top_eigen, tucker2_factors)
 from .flops import count_flops, count_params, flops_by_module
 from .graph import layer_shapes, sequential_stages, target_layers
 from .modules import (LowRankConv2d, LowRankLinear, SpatialLowRankConv2d, TuckerConv2d, conv_geometry,
@@ -67,7 +68,8 @@ def make_plans(model: nn.Module, names: Sequence[str], regions: tuple[int, int])
 # ----------------------------------------------------------------------------- modules
 def build_lowrank_module(plan: LayerPlan, layer: nn.Module, factors: Sequence[Factors],
                          out_size: tuple[int, int] | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Turn per-region factors ``(first (d x D), second (O x d), bias (O,))`` into a module.
+    """Turn per-region factors ``(first (d x D), second (O x d), bias (O,))`` into a module
+    (a fourth element, per-cluster ``P_g``, adds cluster heads; see :func:`hierarchical_factors`).
 
     Returns the module and its artifact record config (without the path).
     """
@@ -84,25 +86,47 @@ def build_lowrank_module(plan: LayerPlan, layer: nn.Module, factors: Sequence[Fa
         return mod, {"type": "LowRankLinear", "config": cfg}
     geom = conv_geometry(layer)
     kh, kw = geom["kernel_size"]
+    def cluster_cfg(r: int) -> list[dict[str, Any]]:
+        if plan.clusters is None or len(factors[r]) < 4:
+            return []
+        return [{"channels": [int(c) for c in ch], "rank": int(pg.shape[1])}
+                for ch, pg in zip(plan.clusters[r], factors[r][3])]
+
+    def fill_head(head, r: int) -> None:
+        if len(factors[r]) < 4:
+            return
+        for weight, pg in zip(head.weights, [pg for pg in factors[r][3] if pg.shape[1]]):
+            weight.copy_(t(pg).reshape(weight.shape))
+
     if plan.num_regions == 1:
-        first, second, bias = factors[0]
-        cfg = {**geom, "rank": int(first.shape[0])}
+        first, second, bias = factors[0][:3]
+        cfg = {**geom, "rank": int(second.shape[1])}
+        if cluster_cfg(0):
+            cfg["clusters"] = cluster_cfg(0)
         mod = LowRankConv2d(cfg)
         with torch.no_grad():
             if first.shape[0]:
                 mod.first.weight.copy_(t(first).reshape(-1, geom["in_channels"], kh, kw))
+            if second.shape[1]:
                 mod.second.weight.copy_(t(second).reshape(plan.out_dim, -1, 1, 1))
             mod.second.bias.copy_(t(bias))
+            if mod.head is not None:
+                fill_head(mod.head, 0)
         return mod, {"type": "LowRankConv2d", "config": cfg}
     cfg = {**geom, "rows": plan.rows, "cols": plan.cols, "out_size": [plan.rows[-1], plan.cols[-1]],
-           "ranks": [int(f[0].shape[0]) for f in factors]}
+           "ranks": [int(f[1].shape[1]) for f in factors]}
+    if any(cluster_cfg(r) for r in range(len(factors))):
+        cfg["clusters"] = [cluster_cfg(r) for r in range(len(factors))]
     mod = SpatialLowRankConv2d(cfg)
     with torch.no_grad():
-        for r, (first, second, bias) in enumerate(factors):
+        for r, f in enumerate(factors):
+            first, second, bias = f[:3]
             if first.shape[0]:
                 mod.first[r].copy_(t(first).reshape(-1, geom["in_channels"], kh, kw))
+            if second.shape[1]:
                 mod.second[r].copy_(t(second).reshape(plan.out_dim, -1, 1, 1))
             mod.bias[r].copy_(t(bias))
+            fill_head(mod.heads[r], r)
     return mod, {"type": "SpatialLowRankConv2d", "config": cfg}
 
 
@@ -152,6 +176,26 @@ def _energy_ranks(plan: LayerPlan, spectra: Sequence[np.ndarray], tau: float, mu
     return ranks
 
 
+def _allocate_clusters(plans: Sequence[LayerPlan], stats: Sequence[RegionMoments],
+                       spectra: Sequence[Sequence[np.ndarray]], target_flops: float, config: CompressionConfig) -> None:
+    """Second allocation pass with cluster units (HSCC.md §4).
+
+    Channels of each conv region are clustered by co-activation; each cluster offers
+    residual units left after the shared ranks of the first (``K = 1``) pass, and shared
+    and cluster units compete again for the same budget.
+    """
+    cluster_spectra = []
+    for p, s in zip(plans, stats):
+        if p.kind != "conv":
+            cluster_spectra.append([])
+            continue
+        covs = [s.covariance(r) for r in range(p.num_regions)]
+        p.clusters = [co_activation_clusters(c, config.clusters) for c in covs]
+        cluster_spectra.append([residual_cluster_spectra(c, d, ch) for c, d, ch in zip(covs, p.ranks, p.clusters)])
+    greedy_ranks(plans, spectra, target_flops, ratio_bounds=config.ratio_bounds,
+                 rank_multiple=config.rank_multiple, cluster_spectra=cluster_spectra)
+
+
 @torch.no_grad()
 def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence[torch.Tensor],
                       plans: Sequence[LayerPlan], ridge: float, progress: bool) -> list[dict[str, Any]]:
@@ -186,7 +230,12 @@ def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence
         factors = []
         for r, d in enumerate(plan.ranks):
             mu_y, mu_h, _, c_hh, c_yh = moments.joint_moments(r)
-            factors.append(refit_factors(w, b, mu_y, mu_h, c_hh, c_yh, d, ridge))
+            if plan.clusters is not None:
+                a = ridge_map(c_hh, c_yh, ridge)
+                factors.append(hierarchical_factors(w, b, a, a @ c_yh.T, mu_h, mu_y, d, plan.clusters[r],
+                                                    plan.cluster_ranks[r]))
+            else:
+                factors.append(refit_factors(w, b, mu_y, mu_h, c_hh, c_yh, d, ridge))
         module = _install(compressed, plan, stage, factors, records)
         for i in range(len(hs)):
             hs[i] = store(module(hs[i].float()))
@@ -255,6 +304,8 @@ def compress(model: nn.Module, calibration: Iterable | None, config: Compression
         else:
             greedy_ranks(plans, spectra, target_flops, ratio_bounds=config.ratio_bounds,
                          rank_multiple=config.rank_multiple)
+            if config.clusters > 1:
+                _allocate_clusters(plans, stats, spectra, target_flops, config)
         seconds["allocation"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if config.sequential:
@@ -263,7 +314,13 @@ def compress(model: nn.Module, calibration: Iterable | None, config: Compression
             for p, s, eig in zip(plans, stats, eigen):
                 layer = model.get_submodule(p.name)
                 w, b = _weight_matrix(layer)
-                factors = [pca_factors(w, b, s.mean(r), s.covariance(r), d, eig[r][1]) for r, d in enumerate(p.ranks)]
+                if p.clusters is not None:
+                    eye = np.eye(p.out_dim)
+                    factors = [hierarchical_factors(w, b, eye, s.covariance(r), s.mean(r), s.mean(r), d, p.clusters[r],
+                                                    p.cluster_ranks[r]) for r, d in enumerate(p.ranks)]
+                else:
+                    factors = [pca_factors(w, b, s.mean(r), s.covariance(r), d, eig[r][1])
+                               for r, d in enumerate(p.ranks)]
                 _install(compressed, p, layer, factors, records)
         seconds["factorisation"] = time.perf_counter() - t0
     compressed.spec = model.spec
@@ -280,6 +337,8 @@ def compress(model: nn.Module, calibration: Iterable | None, config: Compression
         layers=[{"name": p.name, "kind": p.kind, "in_dim": p.in_dim, "out_dim": p.out_dim,
                  "rows": p.rows, "cols": p.cols, "areas": p.areas,
                  "ranks": p.ranks, "max_rank": p.max_rank, "flops_original": p.flops_original,
+                 **({"cluster_sizes": [[len(c) for c in reg] for reg in p.clusters],
+                     "cluster_ranks": p.cluster_ranks} if p.clusters is not None else {}),
                  "flops_compressed": layer_flops[p.name]} for p in plans],
         calibration_images=n_images, seconds=seconds,
         peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -65,10 +65,8 @@ class CompressionConfig:
             raise ValueError(f"rank_multiple must be >= 1, got {self.rank_multiple}")
         if self.clusters < 1:
             raise ValueError(f"clusters must be >= 1, got {self.clusters}")
-        if self.clusters > 1:
-            # Refused rather than silently ignored: hierarchical cluster factors (HSCC.md §4)
-            # are not implemented yet, and independent clusters are known to lose (§11).
-            raise ValueError("channel clusters (K > 1) are not implemented yet; use clusters=1")
+        if self.clusters > 1 and (self.energy is not None or self.allocation != "greedy"):
+            raise ValueError("channel clusters (K > 1) need the greedy budget allocation")
         if self.method != "hscc" and (tuple(self.regions) != (1, 1) or self.clusters != 1):
             raise ValueError(f"regions/clusters apply to HSCC only, not {self.method}")
 

@@ -51,13 +51,18 @@ def refit_factors(w: np.ndarray, b: np.ndarray, mu_y: np.ndarray, mu_h: np.ndarr
     ``first = Pᵀ A W``, ``second = P``, ``bias = P Pᵀ A (b - μ_ŷ) + μ_y``.
     ``α = ridge * tr(C_ŷŷ) / O`` keeps dead channels from blowing up the inverse.
     """
-    o = c_hh.shape[0]
-    alpha = ridge * max(float(np.trace(c_hh)) / o, 1e-12)
-    a = np.linalg.solve(c_hh + alpha * np.eye(o), c_yh.T).T  # C_yh (C_hh + αI)^-1, C_hh symmetric
+    a = ridge_map(c_hh, c_yh, ridge)
     _, vecs = top_eigen(a @ c_yh.T)
     p = vecs[:, :rank]
     pa = p.T @ a
     return pa @ w, p, p @ (pa @ (b - mu_h)) + mu_y
+
+
+def ridge_map(c_hh: np.ndarray, c_yh: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
+    """``A = C_yŷ (C_ŷŷ + αI)⁻¹`` with ``α = ridge * tr(C_ŷŷ) / O`` (see :func:`refit_factors`)."""
+    o = c_hh.shape[0]
+    alpha = ridge * max(float(np.trace(c_hh)) / o, 1e-12)
+    return np.linalg.solve(c_hh + alpha * np.eye(o), c_yh.T).T  # C_hh symmetric
 
 
 def svd_factors(w: np.ndarray, b: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,3 +102,80 @@ def tucker2_factors(w4: np.ndarray, rank_in: int, rank_out: int,
     core = np.tensordot(u_out, w4, axes=([0], [0]))  # (r_out, i, kh, kw)
     core = np.tensordot(core, u_in, axes=([1], [0])).transpose(0, 3, 1, 2)  # (r_out, r_in, kh, kw)
     return u_in, np.ascontiguousarray(core), u_out
+
+
+def co_activation_clusters(cov: np.ndarray, k: int, silent_tol: float = 1e-6) -> list[list[int]]:
+    """Cluster output channels by co-activation (HSCC.md §4).
+
+    Complete-linkage agglomerative clustering on ``1 - |corr|`` of the region's response
+    covariance, cut into at most ``k`` clusters (complete linkage: average linkage gave
+    degenerate clusters in the prototype). *Silent* channels — variance below
+    ``silent_tol`` times the mean — join no cluster: they output their mean at no cost.
+
+    Returns:
+        Sorted channel index lists, largest cluster first.
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    var = np.clip(np.diag(cov), 0.0, None)
+    active = np.flatnonzero(var > silent_tol * max(float(var.mean()), 1e-30))
+    if k <= 1 or len(active) <= 1:
+        return [active.tolist()] if len(active) else []
+    sd = np.sqrt(var[active])
+    corr = cov[np.ix_(active, active)] / np.outer(sd, sd)
+    dist = np.clip(1.0 - np.abs(corr), 0.0, None)
+    np.fill_diagonal(dist, 0.0)
+    labels = fcluster(linkage(squareform((dist + dist.T) / 2, checks=False), method="complete"),
+                      t=min(k, len(active)), criterion="maxclust")
+    groups = [sorted(active[labels == c].tolist()) for c in np.unique(labels)]
+    return sorted(groups, key=len, reverse=True)
+
+
+def residual_cluster_spectra(cov: np.ndarray, shared_rank: int, clusters: list[list[int]]) -> list[np.ndarray]:
+    """Eigenvalues of each cluster's block of the residual covariance ``Q C Q`` left after
+    the top-``shared_rank`` shared directions ``P0`` (``Q = I - P0 P0ᵀ``)."""
+    p0 = top_eigen(cov)[1][:, :shared_rank]
+    q = np.eye(cov.shape[0]) - p0 @ p0.T
+    res = q @ cov @ q
+    return [eigenvalues(res[np.ix_(ch, ch)]) for ch in clusters]
+
+
+def hierarchical_factors(w: np.ndarray, b: np.ndarray, fit: np.ndarray, fitted_cov: np.ndarray,
+                         mu_in: np.ndarray, mu_out: np.ndarray, rank: int, clusters: list[list[int]],
+                         cluster_ranks: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Shared factors plus cluster-specific residual factors (HSCC.md §4).
+
+    The layer's response ``v = W x + b`` becomes ``μ_out + F (v - μ_in)`` with
+    ``F = P0 P0ᵀ M + Σ_g E_g P_g P_gᵀ E_gᵀ Q M`` where ``M = fit`` (``I`` for response PCA,
+    the ridge map ``A`` for sequential refit), ``P0`` the top-``rank`` eigenvectors of the
+    fitted responses' covariance ``fitted_cov``, ``Q = I - P0 P0ᵀ`` and ``P_g`` the top
+    ``d_g`` eigenvectors of cluster ``g``'s block of ``Q fitted_cov Q``. With no cluster
+    rank this is exactly :func:`pca_factors` / :func:`refit_factors`.
+
+    Returns:
+        ``first ((rank + Σ d_g) x D)`` (shared filters, then each cluster's), ``second
+        (O x rank)``, ``bias (O,)`` and per cluster ``P_g (|g| x d_g)``.
+    """
+    o = fitted_cov.shape[0]
+    p0 = top_eigen(fitted_cov)[1][:, :rank]
+    maps = [p0.T @ fit]
+    q = np.eye(o) - p0 @ p0.T
+    res = q @ fitted_cov @ q
+    qfit = q @ fit
+    cluster_p = []
+    for ch, d in zip(clusters, cluster_ranks):
+        pg = top_eigen(res[np.ix_(ch, ch)])[1][:, :d] if d else np.zeros((len(ch), 0))
+        cluster_p.append(pg)
+        if d:
+            maps.append(pg.T @ qfit[ch])
+    maps = np.vstack(maps)
+    z = maps @ (b - mu_in)
+    bias = mu_out + p0 @ z[:rank]
+    start = rank
+    for ch, pg in zip(clusters, cluster_p):
+        d = pg.shape[1]
+        if d:
+            bias[ch] += pg @ z[start:start + d]
+            start += d
+    return maps @ w, p0, bias, cluster_p

@@ -5,7 +5,9 @@ without pickles) and exports to ONNX. Shapes use ``I`` input channels, ``O`` out
 channels, ``k`` kernel, ``d`` rank.
 
 * :class:`LowRankConv2d` — ``k x k`` conv with ``d`` filters, then ``1 x 1`` ``d → O`` with
-  bias. Used by Global SVD and by HSCC with a ``1 x 1`` grid.
+  bias. Used by Global SVD and by HSCC with a ``1 x 1`` grid. With channel clusters, the
+  first conv also computes each cluster's residual filters and a :class:`ClusterHead`
+  adds their cluster-only ``1 x 1`` maps.
 * :class:`SpatialLowRankConv2d` — one such pair per output region of a ``gh x gw`` grid.
   Execution is engineered for speed: the input is padded once; each region convolves a
   view of it (no halo copies of the whole map); the 1x1 stage and bias are one
@@ -50,6 +52,44 @@ def conv_output_size(hw: tuple[int, int] | torch.Size, conv: nn.Conv2d) -> tuple
         for i in range(2))
 
 
+class ClusterHead(nn.Module):
+    """The cluster-specific second stage of a hierarchical factor (HSCC.md §4).
+
+    ``clusters`` is a list of ``{"channels": [...], "rank": d_g}``; cluster ``g`` maps its
+    ``d_g`` residual filter responses to its own ``|g|`` output channels only (a 1x1 conv
+    costing ``d_g |g|`` per pixel instead of ``d_g O``). The cluster outputs are
+    concatenated behind one zero channel and gathered into channel order with a constant
+    index (one ``index_select``: no Python per channel, ONNX ``Gather``).
+    """
+
+    def __init__(self, out_channels: int, clusters: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.active = [c for c in clusters if int(c["rank"]) > 0]
+        self.ranks = [int(c["rank"]) for c in self.active]
+        self.weights = nn.ParameterList(
+            [nn.Parameter(torch.zeros(len(c["channels"]), int(c["rank"]), 1, 1)) for c in self.active])
+        gather = torch.zeros(out_channels, dtype=torch.long)
+        pos = 1
+        for c in self.active:
+            for ch in c["channels"]:
+                gather[int(ch)] = pos
+                pos += 1
+        self.register_buffer("gather", gather, persistent=False)
+
+    @property
+    def total_rank(self) -> int:
+        return sum(self.ranks)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``z``: the ``Σ d_g`` cluster filter responses → the ``(N, O, h, w)`` cluster term."""
+        n, _, h, w = z.shape
+        pieces, start = [z.new_zeros(n, 1, h, w)], 0
+        for d, weight in zip(self.ranks, self.weights):
+            pieces.append(F.conv2d(z[:, start:start + d], weight))
+            start += d
+        return torch.cat(pieces, dim=1).index_select(1, self.gather)
+
+
 class LowRankConv2d(nn.Module):
     """``conv(I → d, k x k)`` then ``conv(d → O, 1 x 1) + bias``. ``d = 0`` outputs the bias."""
 
@@ -59,20 +99,31 @@ class LowRankConv2d(nn.Module):
         g = self.config
         self.rank = int(g["rank"])
         self.out_channels = int(g["out_channels"])
-        self.first = nn.Conv2d(g["in_channels"], max(self.rank, 1), _pair(g["kernel_size"]), _pair(g["stride"]),
+        self.head = ClusterHead(self.out_channels, g["clusters"]) if g.get("clusters") else None
+        total = self.rank + (self.head.total_rank if self.head is not None else 0)
+        self.first = nn.Conv2d(g["in_channels"], max(total, 1), _pair(g["kernel_size"]), _pair(g["stride"]),
                                _pair(g["padding"]), _pair(g["dilation"]), bias=False)
         self.second = nn.Conv2d(max(self.rank, 1), self.out_channels, 1, bias=True)
+        self.total_rank = total
         if self.rank == 0:  # keep shapes valid; the forward never uses the weights
-            nn.init.zeros_(self.first.weight)
             nn.init.zeros_(self.second.weight)
+        if total == 0:
+            nn.init.zeros_(self.first.weight)
+
+    def _constant(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = conv_output_size(x.shape[-2:], self.first)
+        # A fresh tensor, not an expanded view of the parameter: views of parameters
+        # break FlopCounterMode's module tracker under inference mode.
+        return x.new_zeros(x.shape[0], self.out_channels, h, w) + self.second.bias.view(1, -1, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.rank == 0:
-            h, w = conv_output_size(x.shape[-2:], self.first)
-            # A fresh tensor, not an expanded view of the parameter: views of parameters
-            # break FlopCounterMode's module tracker under inference mode.
-            return x.new_zeros(x.shape[0], self.out_channels, h, w) + self.second.bias.view(1, -1, 1, 1)
-        return self.second(self.first(x))
+        if self.total_rank == 0:
+            return self._constant(x)
+        z = self.first(x)
+        if self.head is None:
+            return self.second(z)
+        out = self.second(z[:, :self.rank]) if self.rank else self._constant(x)
+        return out + self.head(z[:, self.rank:])
 
 
 class LowRankLinear(nn.Module):
@@ -109,7 +160,9 @@ class SpatialLowRankConv2d(nn.Module):
     size at the model's input size), ``rows`` and ``cols`` (region boundaries in output
     pixels, from :func:`grid_bounds`), ``ranks`` (row-major list, one per region).
     Parameters: ``first.{r}`` (``d_r x I x k x k``), ``second.{r}`` (``O x d_r x 1 x 1``) and
-    ``bias`` (``R x O``).
+    ``bias`` (``R x O``). Optional ``clusters``: per region a list of
+    ``{"channels", "rank"}`` (see :class:`ClusterHead`); their filters follow the shared
+    ones in ``first.{r}``.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -126,8 +179,11 @@ class SpatialLowRankConv2d(nn.Module):
         if len(self.ranks) != n_regions:
             raise ValueError(f"{len(self.ranks)} ranks for {n_regions} regions")
         kh, kw = self.kernel
+        clusters = g.get("clusters") or [[] for _ in self.ranks]
+        self.heads = nn.ModuleList([ClusterHead(self.out_channels, c) for c in clusters])
+        self.total_ranks = [d + h.total_rank for d, h in zip(self.ranks, self.heads)]
         self.first = nn.ParameterList(
-            [nn.Parameter(torch.zeros(max(d, 1), self.in_channels, kh, kw)) for d in self.ranks])
+            [nn.Parameter(torch.zeros(max(d, 1), self.in_channels, kh, kw)) for d in self.total_ranks])
         self.second = nn.ParameterList(
             [nn.Parameter(torch.zeros(self.out_channels, max(d, 1), 1, 1)) for d in self.ranks])
         self.bias = nn.Parameter(torch.zeros(n_regions, self.out_channels))
@@ -148,13 +204,18 @@ class SpatialLowRankConv2d(nn.Module):
             for j in range(n_cols):
                 c0, c1 = self.cols[j], self.cols[j + 1]
                 r = i * n_cols + j
-                bias = self.bias[r]
-                if self.ranks[r] == 0:
+                bias, d, head = self.bias[r], self.ranks[r], self.heads[r]
+                if self.total_ranks[r] == 0:
                     pieces.append(x.new_zeros(x.shape[0], self.out_channels, r1 - r0, c1 - c0) + bias.view(1, -1, 1, 1))
                     continue
                 a0, a1, b0, b1 = self._input_window(r0, r1, c0, c1)
                 z = F.conv2d(xp[:, :, a0:a1, b0:b1], self.first[r], None, self.stride, 0, self.dilation)
-                pieces.append(F.conv2d(z, self.second[r], bias))
+                if head.total_rank == 0:
+                    pieces.append(F.conv2d(z, self.second[r], bias))
+                    continue
+                out = (F.conv2d(z[:, :d], self.second[r], bias) if d else
+                       z.new_zeros(z.shape[0], self.out_channels, r1 - r0, c1 - c0) + bias.view(1, -1, 1, 1))
+                pieces.append(out + head(z[:, d:]))
             band_rows.append(torch.cat(pieces, dim=3) if len(pieces) > 1 else pieces[0])
         return torch.cat(band_rows, dim=2) if len(band_rows) > 1 else band_rows[0]
 

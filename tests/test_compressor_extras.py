@@ -81,9 +81,79 @@ def test_uniform_allocation_gives_one_ratio_per_layer(small):
         CompressionConfig(allocation="best")
 
 
-def test_clusters_are_refused_until_implemented():
-    with pytest.raises(ValueError, match="clusters"):
-        CompressionConfig(clusters=4)
+def test_cluster_factors_at_full_cluster_rank_reproduce_the_layer():
+    """Shared rank 0 and every cluster at full rank: the clusters alone rebuild the conv."""
+    from hscc_core.compress import build_lowrank_module, make_plans
+    from hscc_core.factorize import co_activation_clusters, hierarchical_factors
+    from hscc_core.stats import RegionMoments
+
+    torch.manual_seed(0)
+    model = SmallNet().eval()
+    x = torch.rand(6, 3, 24, 24)
+    for regions in ((1, 1), (2, 2)):
+        plan = make_plans(model, ["features.2"], regions)[0]
+        layer = model.get_submodule("features.2")
+        acts = {}
+        h = layer.register_forward_hook(lambda m, i, o: acts.__setitem__("y", o))
+        with torch.no_grad():
+            ref = model(x)
+        h.remove()
+        stats = RegionMoments.empty(plan.out_dim, plan.rows, plan.cols)
+        stats.update(acts["y"])
+        w = layer.weight.detach().double().reshape(plan.out_dim, -1).numpy()
+        b = layer.bias.detach().double().numpy()
+        plan.clusters = [co_activation_clusters(stats.covariance(r), 4) for r in range(plan.num_regions)]
+        plan.cluster_ranks = [[len(c) for c in reg] for reg in plan.clusters]
+        assert all(sorted(sum(reg, [])) == list(range(48)) for reg in plan.clusters)  # a partition
+        eye = np.eye(plan.out_dim)
+        factors = [hierarchical_factors(w, b, eye, stats.covariance(r), stats.mean(r), stats.mean(r), 0,
+                                        plan.clusters[r], plan.cluster_ranks[r]) for r in range(plan.num_regions)]
+        module, record = build_lowrank_module(plan, layer, factors)
+        assert "clusters" in record["config"]
+        with torch.no_grad():
+            torch.testing.assert_close(module(acts_in := model.features[:2](x)), layer(acts_in), atol=1e-4, rtol=0)
+
+
+def test_silent_channels_join_no_cluster():
+    from hscc_core.factorize import co_activation_clusters
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(500, 6))
+    y[:, 2] = 3.0  # constant channel
+    clusters = co_activation_clusters(np.cov(y.T), 3)
+    assert 2 not in sum(clusters, []) and sorted(sum(clusters, [])) == [0, 1, 3, 4, 5]
+
+
+@pytest.mark.parametrize("regions", [(1, 1), (2, 2)])
+def test_clustered_compression_meets_the_budget_and_round_trips(small, regions, tmp_path):
+    compressed, report = compress(small, _batches(), CompressionConfig(budget=3.0, regions=regions, clusters=4,
+                                                                         rank_multiple=1), progress=False)
+    assert abs(report.flops_ratio / 3.0 - 1) < 0.05
+    assert any("cluster_ranks" in layer for layer in report.layers)
+    # rebuild every replaced module from its JSON config, as load() does, and reload the tensors
+    import copy
+
+    from hscc_core.artifacts import MODULE_TYPES, replace_submodule
+
+    rebuilt = copy.deepcopy(small)
+    for rec in compressed.hscc_replacements:
+        replace_submodule(rebuilt, rec["path"], MODULE_TYPES[rec["type"]](json.loads(json.dumps(rec["config"]))))
+    rebuilt.load_state_dict(compressed.state_dict())
+    x = torch.rand(2, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), compressed(x))
+
+
+def test_forced_cluster_units_run_and_count_their_flops(small):
+    """Give every conv region cluster units by hand; FLOPs must follow D + |g|, not D + O."""
+    from hscc_core.flops import count_flops
+
+    compressed, report = compress(small, _batches(), CompressionConfig(budget=2.0, clusters=3, rank_multiple=1),
+                                  progress=False)
+    for layer in report.layers:
+        if "cluster_ranks" in layer:
+            assert len(layer["cluster_sizes"][0]) <= 3
+    assert count_flops(compressed) == report.flops_compressed
 
 
 def test_distillation_brings_the_compressed_model_closer_to_the_original(small):
@@ -155,3 +225,35 @@ def test_bench_loads_compressed_artifacts_in_a_fresh_process(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["flops_ratio"] == pytest.approx(3.0, rel=0.02)
+
+
+@pytest.mark.parametrize("spatial", [False, True])
+def test_cluster_heads_export_to_onnx(spatial, tmp_path):
+    """Conv modules with cluster heads (shared rank 0 in one region) run in onnxruntime."""
+    import onnxruntime as ort
+
+    from hscc_core.modules import LowRankConv2d, SpatialLowRankConv2d
+
+    torch.manual_seed(0)
+    geom = {"in_channels": 6, "out_channels": 10, "kernel_size": [3, 3], "stride": [1, 1], "padding": [1, 1],
+            "dilation": [1, 1]}
+    clusters = [{"channels": [0, 3, 4], "rank": 2}, {"channels": [1, 2, 5, 6], "rank": 0},
+                {"channels": [7, 8], "rank": 1}]
+    if spatial:
+        mod = SpatialLowRankConv2d({**geom, "rows": [0, 5, 12], "cols": [0, 12], "out_size": [12, 12],
+                                    "ranks": [4, 0], "clusters": [clusters, clusters]})
+    else:
+        mod = LowRankConv2d({**geom, "rank": 4, "clusters": clusters})
+    with torch.no_grad():
+        for p in mod.parameters():
+            p.normal_()
+    mod.eval()
+    x = torch.rand(1, 6, 12, 12)
+    path = tmp_path / "c.onnx"
+    torch.onnx.export(mod, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    with torch.no_grad():
+        ref = mod(x).numpy()
+    assert np.abs(out - ref).max() < 1e-4 * max(1.0, np.abs(ref).max())
+    # channels in no active cluster get only the shared part (9: in no cluster at all)
+    assert out.shape == (1, 10, 12, 12)
