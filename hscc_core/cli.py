@@ -17,6 +17,7 @@ from typing import Sequence
 from .artifacts import report_path  # noqa: F401  (re-exported: the CLI's report location)
 from .bench import add_bench_parser
 from .evaluate import add_evaluate_parser
+from .report import add_report_parser
 
 EXAMPLES = """examples:
   python -m hscc_core train --model alexnet --data phantoms --out checkpoints/alexnet-phantoms.safetensors
@@ -292,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     add_bench_parser(sub)
     add_evaluate_parser(sub)
+    add_report_parser(sub)
     return parser
 
 
