@@ -116,7 +116,7 @@ def add_evaluate_parser(sub) -> None:
     """Register ``python -m hscc_core evaluate``."""
     import argparse
 
-    from preprocessing.calibration import SAMPLES_DIR, scan_files
+    from .cli import _parse_grid  # the CLI module is loaded: it is the caller
 
     p = sub.add_parser(
         "evaluate", help="leave-one-scan-out fidelity of a compression on real scans",
@@ -128,7 +128,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--model", default="vgg16-brain-mri", help="registry name or artifact path")
     p.add_argument("--methods", nargs="+", default=["hscc"], choices=["hscc", "svd", "tucker"])
     p.add_argument("--budgets", nargs="+", type=float, default=[6.0], help="FLOPs reduction factors")
-    p.add_argument("--regions", default="1x1", help="HSCC grid GHxGW")
+    p.add_argument("--regions", type=_parse_grid, default=(1, 1), help="HSCC grid GHxGW")
     p.add_argument("--clusters", type=int, default=1, help="HSCC channel clusters")
     p.add_argument("--views", type=int, default=16, help="calibration views per remaining scan")
     p.add_argument("--phantoms", type=int, default=32, help="phantoms in each calibration set")
@@ -138,8 +138,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--json", default=None, metavar="FILE", help="also write every number to FILE")
     p.add_argument("scans", nargs="*", metavar="SCAN",
                    help="real scans (default: the JPEG samples in samples/)")
-    p.set_defaults(func=_cmd_evaluate, default_scans=lambda: [s for s in scan_files(SAMPLES_DIR)
-                                                              if s.suffix.lower() in (".jpg", ".jpeg", ".png")])
+    p.set_defaults(func=_cmd_evaluate)
 
 
 def _cmd_evaluate(args) -> int:
@@ -147,15 +146,17 @@ def _cmd_evaluate(args) -> int:
     import sys
 
     from .artifacts import ArtifactError, resolve_model
-    from .cli import CliError, _parse_grid, _set_threads
+    from preprocessing.calibration import sample_scans
+
+    from .cli import CliError, _set_threads
 
     _set_threads(args.threads)
     try:
         model = resolve_model(args.model)
-        regions = _parse_grid(args.regions)
-    except (ArtifactError, Exception) as e:
+    except ArtifactError as e:
         raise CliError(str(e)) from e
-    scans = args.scans or args.default_scans()
+    regions = tuple(args.regions)
+    scans = args.scans or sample_scans()
     results = []
     for method in args.methods:
         for budget in args.budgets:

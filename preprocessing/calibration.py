@@ -56,6 +56,12 @@ def scan_files(folder: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and is_scan_file(p))
 
 
+def sample_scans() -> list[Path]:
+    """The real 2-D sample scans in ``samples/`` (the JPEG/PNG originals, not their DICOM and
+    NIfTI copies, which would count the same scans twice)."""
+    return [p for p in scan_files(SAMPLES_DIR) if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+
+
 def load_slices(paths: Sequence[str | os.PathLike[str]]) -> list[np.ndarray]:
     """Default slices of ``paths``, each normalised to ``[0, 1]``; unreadable files are
     skipped (reported in the exception if none is left)."""
@@ -98,8 +104,7 @@ def default_calibration(spec, sample_views: int = 16, n_phantoms: int = 32, seed
     Returns:
         Model-input batches for ``spec``.
     """
-    files = list(scans) if scans is not None else [p for p in scan_files(SAMPLES_DIR) if p.suffix.lower() in
-                                                   (".jpg", ".jpeg", ".png")]
+    files = list(scans) if scans is not None else sample_scans()
     images = augmented_views(load_slices(files), sample_views, seed) if sample_views else []
     images += [phantom_sample(i, seed=10_000 + seed)[0] for i in range(n_phantoms)]
     rng = np.random.default_rng(seed)

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from preprocessing.calibration import sample_scans
+
 from ..bench import bench_pair
 from ..compress import compress
 from ..config import CompressionConfig
@@ -35,13 +37,6 @@ def true_label(path: str | Path) -> str | None:
     """The class of a sample scan from its file name prefix (``Te-me_0016.jpg`` -> meningioma)."""
     name = Path(path).name
     return next((c for prefix, c in PREFIX_CLASSES.items() if name.startswith(prefix)), None)
-
-
-def sample_scans() -> list[Path]:
-    """The real sample JPEG/PNG scans shipped in ``samples/`` (sorted)."""
-    from preprocessing.calibration import SAMPLES_DIR, scan_files
-
-    return [p for p in scan_files(SAMPLES_DIR) if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
 
 
 def pick_scans(scans: Sequence[Path], n: int | None) -> list[Path]:
