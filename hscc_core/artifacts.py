@@ -98,6 +98,18 @@ def report_path(path: str | os.PathLike) -> Path:
     return path.with_suffix(".json") if path.suffix != ".json" else path.with_suffix(".report.json")
 
 
+def save_with_report(model: nn.Module, path: str | os.PathLike, report: dict[str, Any],
+                     extra: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """:func:`save` ``model`` at ``path`` (``extra`` in its metadata, default
+    ``{"report": report}``) and write ``report`` as JSON at :func:`report_path`, both
+    atomically. Returns ``(artifact path, report path)``."""
+    path = save(model, path, extra={"report": report} if extra is None else extra)
+    json_path = report_path(path)
+    text = json.dumps(report, indent=2)
+    atomic_write(json_path, lambda tmp: tmp.write_text(text))
+    return path, json_path
+
+
 def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """Read only the JSON part of an artifact (fast; no tensors)."""
     from safetensors import safe_open

@@ -123,8 +123,7 @@ def _build(model_name: str, method: str, budget: float, calibration: dict[str, A
                                   int(calibration["phantoms"]), int(calibration["seed"]))
     compressed, report = compress(model, batches, config, progress=progress)
     report_dict = report.to_dict()
-    artifacts.save(compressed, path, extra={"report": report_dict})
-    artifacts.report_path(path).write_text(report.to_json())
+    artifacts.save_with_report(compressed, path, report_dict)
     return compressed, report_dict
 
 

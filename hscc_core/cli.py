@@ -18,6 +18,7 @@ from .artifacts import report_path  # noqa: F401  (re-exported: the CLI's report
 from .bench import add_bench_parser
 from .evaluate import add_evaluate_parser
 from .report import add_report_parser
+from .training import PRECISIONS, TrainConfig
 
 EXAMPLES = """examples:
   python -m hscc_core train --model alexnet --data phantoms --out checkpoints/alexnet-phantoms.safetensors
@@ -48,7 +49,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="alexnet", help="registry model name")
     p.add_argument("--data", default="phantoms", help="'phantoms' or a data set folder")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--out", required=True, help="artifact path (.safetensors); report beside it as .json")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle AdamW)")
@@ -61,32 +62,22 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=int, default=None,
                    help="data loader processes (default 0 for phantoms, 2 for folders)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--precision", default=TrainConfig.precision, choices=PRECISIONS,
+                   help="training arithmetic: auto = bfloat16 autocast where the CPU/GPU supports it "
+                   "natively (about 30%% faster on 2 cores), else float32; weights stay float32")
     p.set_defaults(func=_cmd_train)
 
 
-def _phantom_splits(spec, args):
-    from preprocessing.datasets import PhantomDataset
-    from .training import materialize
+def _splits(spec, args: argparse.Namespace):
+    """The train command's (train, validation, test) data sets for ``args``."""
+    from .splits import folder_splits, phantom_splits
 
-    # Distinct seeds per split: phantoms are drawn independently per (seed, index).
-    return (materialize(PhantomDataset(args.n_train, args.seed * 3 + 1, spec), "drawing training phantoms"),
-            materialize(PhantomDataset(args.n_val, args.seed * 3 + 2, spec), "drawing validation phantoms"),
-            materialize(PhantomDataset(args.n_test, args.seed * 3 + 3, spec), "drawing test phantoms"))
-
-
-def _folder_splits(spec, args):
-    from torch.utils.data import Subset
-
-    from preprocessing.datasets import BrainMRIFolder, stratified_split
-
-    root = Path(args.data)
-    if not root.is_dir():
-        raise CliError(f"--data: {root} is neither 'phantoms' nor a folder")
-    train_aug = BrainMRIFolder(root, "Training", spec, augment=True)
-    train_plain = BrainMRIFolder(root, "Training", spec, augment=False)
-    test = BrainMRIFolder(root, "Testing", spec, augment=False)
-    tr_idx, val_idx = stratified_split(train_aug.targets, args.val_fraction, args.seed)
-    return Subset(train_aug, tr_idx.tolist()), Subset(train_plain, val_idx.tolist()), test
+    if args.data == "phantoms":
+        return phantom_splits(spec, args.n_train, args.n_val, args.n_test, args.seed)
+    try:
+        return folder_splits(spec, args.data, args.val_fraction, args.seed)
+    except NotADirectoryError as e:
+        raise CliError(f"--data: {args.data} is neither 'phantoms' nor a folder") from e
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -97,7 +88,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from models import build_trainable
     from . import artifacts
     from .metrics import classification_report
-    from .training import TrainConfig, predict_proba, train_classifier
+    from .training import predict_proba, train_classifier
 
     _set_threads(args.threads)
     try:
@@ -108,9 +99,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     phantoms = args.data == "phantoms"
     workers = args.num_workers if args.num_workers is not None else (0 if phantoms else 2)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         num_workers=workers, device=args.device)
+                         num_workers=workers, device=args.device, precision=args.precision)
     t0 = time.perf_counter()
-    train_set, val_set, test_set = (_phantom_splits if phantoms else _folder_splits)(spec, args)
+    train_set, val_set, test_set = _splits(spec, args)
     data_seconds = time.perf_counter() - t0
     print(f"data: {len(train_set)} train / {len(val_set)} val / {len(test_set)} test "
           f"({'phantoms' if phantoms else args.data}; prepared in {data_seconds:.0f} s)", file=sys.stderr)
@@ -127,8 +118,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "seconds": {"data": data_seconds, "training": result.seconds, "total": total},
         "threads": torch.get_num_threads(),
     }
-    artifacts.save(model, args.out, extra={"training": result.to_dict(), "test": test.to_dict()})
-    report_path(args.out).write_text(json.dumps(report, indent=2))
+    artifacts.save_with_report(model, args.out, report,
+                               extra={"training": result.to_dict(), "test": test.to_dict()})
     print(f"test: {test.summary()}", file=sys.stderr)
     print(f"saved {args.out} and {report_path(args.out)} in {total / 60:.1f} min", file=sys.stderr)
     return 0
@@ -269,8 +260,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         print(f"fine-tuned {report.finetune['epochs_run']} epoch(s): held-out agreement with the original "
               f"{report.finetune['val_agreement_before']:.1%} -> {report.finetune['val_agreement_after']:.1%}",
               file=sys.stderr)
-    artifacts.save(compressed, args.out, extra={"report": report.to_dict()})
-    report_path(args.out).write_text(report.to_json())
+    artifacts.save_with_report(compressed, args.out, report.to_dict())
     if not args.no_figures:
         folder = Path(args.out).with_name(Path(args.out).stem + "_layers")
         paths = layer_figures(report.to_dict(), folder)

@@ -25,7 +25,7 @@ from . import artifacts
 class TrainConfig:
     """Hyper-parameters of :func:`train_classifier` (defaults: the documented phantom run)."""
 
-    epochs: int = 10
+    epochs: int = 14
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 5e-4
@@ -34,10 +34,36 @@ class TrainConfig:
     batch_augment: bool = True
     num_workers: int = 0
     device: str = "cpu"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"epochs, batch_size and lr must be positive: {self}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+
+#: Training arithmetic: ``auto`` is bfloat16 autocast where the CPU has native bfloat16
+#: (AVX512-BF16 / AMX; measured 0.60 -> 0.43 s per AlexNet batch of 64 on 2 cores), else
+#: float32. Weights, optimizer state, BatchNorm and the loss stay float32 either way.
+PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (``None``: plain float32)."""
+    if precision == "float32":
+        return None
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cpu":
+        try:
+            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):  # private probe: absent in some builds
+            native = False
+        return torch.bfloat16 if native else None
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
 
 
 @dataclass
@@ -134,9 +160,14 @@ def train_classifier(
     model.to(device)
     train_loader = _loader(train_set, config.batch_size, True, config.num_workers, gen)
     steps = config.epochs * len(train_loader)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # fused: one kernel per parameter group instead of a Python loop of small ops; on a
+    # 2-core CPU that is a third of AlexNet's step time (its FC layers hold 58M weights)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                            fused=device.type in ("cpu", "cuda"))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.15)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    amp = autocast_dtype(config.precision, device)
+    log(f"training arithmetic: {'bfloat16 autocast' if amp else 'float32'}")
     result = TrainResult()
     best_state: dict[str, torch.Tensor] | None = None
     start = time.perf_counter()
@@ -148,8 +179,9 @@ def train_classifier(
             x, y = x.to(torch.float32), y.to(device)
             if config.batch_augment:
                 x = batch_augment(x, gen)
-            logits = model(x.to(device))
-            loss = loss_fn(logits, y)
+            with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+                logits = model(x.to(device))
+            loss = loss_fn(logits.float(), y)
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss.item()}); lower --lr")
             opt.zero_grad(set_to_none=True)

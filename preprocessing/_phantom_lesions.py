@@ -106,7 +106,7 @@ def _brain_point(head: Head, rng: np.random.Generator, radius: float, peripheral
 
 
 def _sample_glioma(head: Head, rng: np.random.Generator, hard: bool) -> Lesion:
-    r = rng.uniform(0.05, 0.09) if hard else rng.uniform(0.09, 0.19)
+    r = rng.uniform(0.06, 0.1) if hard else rng.uniform(0.09, 0.19)
     if head.view == "axial_base":
         r = min(r, 0.09)
     peripheral = hard and rng.random() < 0.4
@@ -117,7 +117,7 @@ def _sample_glioma(head: Head, rng: np.random.Generator, hard: bool) -> Lesion:
     return Lesion(
         kind="glioma", site="intra-axial",
         shape=Ellipse(cx, cy, r * aspect, r / aspect, rng.uniform(0, math.pi)),
-        alpha=rng.uniform(0.4, 0.75) if hard else rng.uniform(0.85, 1.0),
+        alpha=rng.uniform(0.5, 0.8) if hard else rng.uniform(0.85, 1.0),
         mass=rng.uniform(0.08, 0.25) if hard else rng.uniform(0.35, 0.6),
         sigma=1.8 * r,
         lobulation=rng.uniform(0.08, 0.16) if peripheral else rng.uniform(0.14, 0.3),
@@ -128,7 +128,7 @@ def _sample_glioma(head: Head, rng: np.random.Generator, hard: bool) -> Lesion:
 
 
 def _sample_meningioma(head: Head, rng: np.random.Generator, hard: bool) -> Lesion:
-    r = rng.uniform(0.06, 0.1) if hard else rng.uniform(0.1, 0.21)
+    r = rng.uniform(0.07, 0.11) if hard else rng.uniform(0.1, 0.21)
     falx = head.view in ("axial", "coronal") and rng.random() < 0.2
     if falx:
         side = int(rng.choice((-1, 1)))
@@ -150,7 +150,7 @@ def _sample_meningioma(head: Head, rng: np.random.Generator, hard: bool) -> Lesi
     return Lesion(
         kind="meningioma", site="falx" if falx else "convexity",
         shape=Ellipse(centre[0], centre[1], r * rng.uniform(0.85, 1.05), r * rng.uniform(1.0, 1.45), ang),
-        alpha=rng.uniform(0.4, 0.75) if hard else rng.uniform(0.85, 1.0),
+        alpha=rng.uniform(0.5, 0.8) if hard else rng.uniform(0.85, 1.0),
         mass=rng.uniform(0.12, 0.3) if hard else rng.uniform(0.4, 0.7),
         sigma=1.7 * r,
         lobulation=rng.uniform(0.0, 0.05),
@@ -164,7 +164,7 @@ def _sample_meningioma(head: Head, rng: np.random.Generator, hard: bool) -> Lesi
 
 def _sample_pituitary(head: Head, rng: np.random.Generator, hard: bool) -> Lesion:
     su, sv = head.sella
-    r = rng.uniform(0.035, 0.06) if hard else rng.uniform(0.06, 0.12)
+    r = rng.uniform(0.045, 0.07) if hard else rng.uniform(0.06, 0.12)
     if head.view == "axial_base":
         shape = Ellipse(su + rng.uniform(-0.01, 0.01), sv, r * rng.uniform(1.0, 1.3), r)
     else:
@@ -172,7 +172,7 @@ def _sample_pituitary(head: Head, rng: np.random.Generator, hard: bool) -> Lesio
         shape = Ellipse(su + rng.uniform(-0.015, 0.015), sv + 0.02 - 0.6 * r * tall, r, r * tall)
     return Lesion(
         kind="pituitary", site="sella", shape=shape,
-        alpha=rng.uniform(0.45, 0.8) if hard else rng.uniform(0.85, 1.0),
+        alpha=rng.uniform(0.55, 0.85) if hard else rng.uniform(0.85, 1.0),
         mass=0.05 if hard else rng.uniform(0.15, 0.35), sigma=1.6 * r,
         lobulation=rng.uniform(0.0, 0.08),
         cyst=rng.uniform(0.25, 0.45) if (not hard and rng.random() < 0.15) else 0.0,

@@ -30,6 +30,7 @@ from preprocessing._phantom_lesions import Lesion, paint_lesion, sample_lesion
 
 __all__ = [
     "CONTRASTS",
+    "MIN_CONSPICUITY",
     "PHANTOM_CLASSES",
     "PhantomConfig",
     "PhantomSample",
@@ -52,13 +53,13 @@ CONTRASTS: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
 _TISSUE: dict[str, dict[str, float]] = {
     "t1": dict(fat=.90, muscle=.34, bone=.04, marrow=.70, csf=.10, gm=.42, wm=.60, air=.02, fluid=.12,
                vessel=.05, dura=.35, gland=.50, glioma_rim=.40, necrosis=.16, oedema=.32, glioma_diffuse=.31,
-               meningioma=.47, adenoma=.40, cyst=.18),
+               meningioma=.36, adenoma=.40, cyst=.18),
     "t1c": dict(fat=.86, muscle=.34, bone=.04, marrow=.62, csf=.10, gm=.42, wm=.58, air=.02, fluid=.12,
                 vessel=.80, dura=.78, gland=.72, glioma_rim=.90, necrosis=.16, oedema=.33, glioma_diffuse=.32,
                 meningioma=.88, adenoma=.74, cyst=.20),
     "t2": dict(fat=.72, muscle=.22, bone=.04, marrow=.55, csf=.95, gm=.55, wm=.38, air=.02, fluid=.95,
                vessel=.05, dura=.20, gland=.55, glioma_rim=.62, necrosis=.88, oedema=.78, glioma_diffuse=.80,
-               meningioma=.64, adenoma=.60, cyst=.92),
+               meningioma=.70, adenoma=.60, cyst=.92),
     "flair": dict(fat=.78, muscle=.28, bone=.04, marrow=.55, csf=.08, gm=.55, wm=.42, air=.02, fluid=.10,
                   vessel=.05, dura=.30, gland=.50, glioma_rim=.68, necrosis=.30, oedema=.84, glioma_diffuse=.82,
                   meningioma=.68, adenoma=.54, cyst=.25),
@@ -152,6 +153,8 @@ class PhantomSample:
         head_to_pixel: ``(2, 3)`` affine mapping head-frame ``(u, v, 1)`` to pixel
             ``(col, row)``; in the head frame ``u == 0`` is the midline, the head is
             about the unit disc and ``v`` grows downwards (inferior/posterior).
+        conspicuity: the tumour's contrast-to-noise ratio (0 for ``notumor``); at least
+            :data:`MIN_CONSPICUITY` by construction.
     """
 
     image: np.ndarray
@@ -163,6 +166,7 @@ class PhantomSample:
     hard: bool
     site: str | None
     head_to_pixel: np.ndarray
+    conspicuity: float = 0.0
 
     @property
     def class_name(self) -> str:
@@ -186,6 +190,13 @@ def render_phantom(
 ) -> PhantomSample:
     """Draw one phantom of class ``label`` with its ground truth.
 
+    A tumour must be visible: its contrast-to-noise ratio (:attr:`PhantomSample.conspicuity`)
+    must reach :data:`MIN_CONSPICUITY` (lower for hard cases). Some draws fall short - a
+    faint lesion in a contrast where the tumour is nearly isointense, under heavy noise -
+    and such an image would carry a label nobody could read from it, which only teaches a
+    classifier noise; the whole slice is then drawn again from the same ``rng`` (at most
+    :data:`MAX_REDRAWS` times, so the result stays deterministic).
+
     Args:
         label: class name from :data:`PHANTOM_CLASSES` or its index.
         rng: source of randomness (the result depends only on its state).
@@ -195,6 +206,24 @@ def render_phantom(
         A :class:`PhantomSample` whose ``image`` is ``(size, size)`` float32 in ``[0, 1]``.
     """
     idx = _class_index(label)
+    for _ in range(MAX_REDRAWS):
+        sample = _render_once(idx, rng, config)
+        if sample.label == _NOTUMOR or sample.conspicuity >= MIN_CONSPICUITY[sample.hard]:
+            return sample
+    return _render_once(idx, rng, config)
+
+
+#: Least contrast-to-noise ratio of a tumour (mean absolute intensity change it makes over
+#: its own area, in units of the image noise), for ``(normal, hard)`` cases.
+MIN_CONSPICUITY: dict[bool, float] = {False: 3.0, True: 2.0}
+
+#: Redraws allowed before a slice is accepted whatever its conspicuity.
+MAX_REDRAWS = 6
+
+_NOTUMOR = PHANTOM_CLASSES.index("notumor")
+
+
+def _render_once(idx: int, rng: np.random.Generator, config: PhantomConfig) -> PhantomSample:
     name = PHANTOM_CLASSES[idx]
     size = config.size
     hard = bool(rng.random() < config.hard_fraction)
@@ -226,12 +255,14 @@ def render_phantom(
     cv = Canvas(rsize)
     masks = paint_anatomy(cv, fr, head, tissue, fields)
     _paint_distractors(cv, fr, head, tissue, rng, name)
+    noise = rng.uniform(*(config.hard_noise_range if hard else config.noise_range))
+    conspicuity = 0.0
+    lesion_soft = None
     if lesion is not None:
         lesion_soft = paint_lesion(cv, fr, lesion, tissue, fields, masks)
-    else:
-        lesion_soft = None
+        conspicuity = _conspicuity(cv.img, lesion_soft, noise)
     cv.img *= np.float32(1.0) + np.float32(0.05) * fields["tex"]
-    image = _acquire(_resize(cv.img, size), rng, config, hard)
+    image = _acquire(_resize(cv.img, size), rng, config, noise)
     lesion_mask = (
         np.zeros((size, size), dtype=bool) if lesion_soft is None else _resize(lesion_soft, size) > 0.5
     )
@@ -239,8 +270,25 @@ def render_phantom(
         image=image, label=idx, lesion_mask=lesion_mask,
         intracranial_mask=_resize(masks.intracranial, size) > 0.5,
         view=view, contrast=contrast, hard=hard, site=None if lesion is None else lesion.site,
-        head_to_pixel=fr.head_to_pixel(size),
+        head_to_pixel=fr.head_to_pixel(size), conspicuity=conspicuity,
     )
+
+
+def _conspicuity(image: np.ndarray, lesion_soft: np.ndarray, noise: float) -> float:
+    """Contrast-to-noise ratio of a tumour against its surroundings: ``|mean inside -
+    mean of a ring around it|`` over the tumour (soft mask > 0.5), divided by the noise
+    sigma the acquisition will add (``noise`` is relative to the brightest tissue, as in
+    :func:`_acquire`). The ring is as wide as a third of the tumour's radius (>= 2 px)."""
+    inside = (lesion_soft > 0.5).astype(np.uint8)
+    area = int(inside.sum())
+    if area == 0:
+        return 0.0
+    width = max(2, int(round(0.33 * math.sqrt(area / math.pi))))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+    ring = (cv2.dilate(inside, kernel) > 0) & (inside == 0)
+    contrast = abs(float(image[inside > 0].mean()) - float(image[ring].mean()))
+    sigma = noise * max(float(np.percentile(image, 99.5)), 1e-6)
+    return contrast / max(sigma, 1e-6)
 
 
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
@@ -329,8 +377,9 @@ def _paint_distractors(
         cv.paint_ellipse(fr, Ellipse(u, v, r, r * rng.uniform(0.8, 1.6), rng.uniform(0, math.pi)), tissue["vessel"])
 
 
-def _acquire(img: np.ndarray, rng: np.random.Generator, config: PhantomConfig, hard: bool) -> np.ndarray:
-    """Scanner effects: blur, bias field, Rician noise, gamma; output in ``[0, 1]``."""
+def _acquire(img: np.ndarray, rng: np.random.Generator, config: PhantomConfig, noise: float) -> np.ndarray:
+    """Scanner effects: blur, bias field, Rician noise (sigma ``noise`` relative to the
+    brightest tissue), gamma; output in ``[0, 1]``."""
     size = img.shape[0]
     sigma_blur = rng.uniform(0.0, config.blur_sigma_max)
     if sigma_blur > 0.3:
@@ -339,8 +388,7 @@ def _acquire(img: np.ndarray, rng: np.random.Generator, config: PhantomConfig, h
         bias = smooth_field(rng, 3, size)
         bias *= np.float32(config.bias_strength * rng.uniform(0.3, 1.0) / max(float(np.abs(bias).max()), 1e-6))
         img *= np.exp(bias, out=bias)
-    lo, hi = config.hard_noise_range if hard else config.noise_range
-    sigma = np.float32(rng.uniform(lo, hi) * max(float(img.max()), 1e-6))
+    sigma = np.float32(noise * max(float(img.max()), 1e-6))
     n1, n2 = noise_pair(rng, size)
     real = sigma * n1
     real += img

@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from preprocessing.phantoms import (
     CONTRASTS,
+    MIN_CONSPICUITY,
     PHANTOM_CLASSES,
     VIEWS,
     PhantomConfig,
@@ -231,6 +232,30 @@ def test_lesions_are_visible_in_easy_contrast_enhanced_scans() -> None:
         assert inside.mean() > s.image[ring].mean() + 0.05, s.class_name
         checked += 1
     assert checked >= 5
+
+
+def test_every_tumour_stands_out_from_its_surroundings() -> None:
+    """A label nobody could read from the image only teaches noise: faint draws are redrawn."""
+    tumours = [s for s in _details() if s.class_name != "notumor"]
+    for s in tumours:
+        assert s.conspicuity >= MIN_CONSPICUITY[s.hard], (s.class_name, s.contrast, s.hard, s.conspicuity)
+    assert all(s.conspicuity == 0.0 for s in _of_class("notumor"))
+    # hard cases stay harder: lower contrast-to-noise on average
+    hard = np.median([s.conspicuity for s in tumours if s.hard])
+    easy = np.median([s.conspicuity for s in tumours if not s.hard])
+    assert hard < easy
+
+
+def test_conspicuity_is_contrast_against_the_ring_over_noise() -> None:
+    from preprocessing.phantoms import _conspicuity
+
+    image = np.full((64, 64), 0.4, dtype=np.float32)
+    yy, xx = np.mgrid[:64, :64]
+    disc = ((yy - 32) ** 2 + (xx - 32) ** 2 < 10**2).astype(np.float32)
+    image[disc > 0] = 0.8
+    # contrast 0.4, noise sigma 0.05 x brightest tissue 0.8 = 0.04 -> CNR 10
+    assert _conspicuity(image, disc, 0.05) == pytest.approx(10.0, rel=1e-3)
+    assert _conspicuity(np.full_like(image, 0.4), disc, 0.05) == pytest.approx(0.0, abs=1e-4)
 
 
 def test_mass_effect_and_lesion_do_not_break_the_head_frame() -> None:

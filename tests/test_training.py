@@ -48,3 +48,33 @@ def test_fidelity_agreement_and_kl():
     assert same["agreement"] == 1.0 and abs(same["mean_kl"]) < 1e-9
     flipped = fidelity(p, p[:, ::-1])
     assert flipped["agreement"] == 0.0 and flipped["mean_kl"] > 0.5
+
+
+def test_training_precision_is_validated_and_resolved():
+    import pytest
+
+    from hscc_core.training import TrainConfig, autocast_dtype
+
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="float16-please")
+    cpu = torch.device("cpu")
+    assert autocast_dtype("float32", cpu) is None
+    assert autocast_dtype("bfloat16", cpu) is torch.bfloat16
+    assert autocast_dtype("auto", cpu) in (None, torch.bfloat16)
+
+
+def test_bfloat16_training_steps_learn_and_keep_float32_weights():
+    from torch.utils.data import TensorDataset
+
+    from hscc_core.training import TrainConfig, train_classifier
+
+    torch.manual_seed(0)
+    # two separable classes: bright vs dark images
+    x = torch.cat([torch.rand(32, 1, 128, 128) * 0.3, 0.7 + torch.rand(32, 1, 128, 128) * 0.3])
+    y = torch.cat([torch.zeros(32, dtype=torch.int64), torch.ones(32, dtype=torch.int64)])
+    data = TensorDataset(x, y)
+    model = trainable_alexnet()
+    config = TrainConfig(epochs=3, batch_size=16, lr=1e-3, precision="bfloat16", batch_augment=False)
+    result = train_classifier(model, data, data, config, log=lambda _: None)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert result.best_val_accuracy == 1.0

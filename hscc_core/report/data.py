@@ -8,7 +8,6 @@ its split functions for the seeds), so the report always measures the model that
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -67,25 +66,23 @@ def _batches(x: torch.Tensor, y: torch.Tensor | None, size: int = 64) -> list[An
 def load_data(spec, args: argparse.Namespace, n_calib: int, n_finetune: int) -> DataBundle:
     """Test, validation, calibration and fine-tuning images for ``args`` (the train command).
 
-    Phantoms: the train command's splits (:func:`hscc_core.cli._phantom_splits`, distinct
+    Phantoms: the train command's splits (:func:`hscc_core.splits.phantom_splits`, distinct
     seeds); calibration and fine-tuning images are the first images of its training split.
     A folder: its ``Testing`` split, the train command's stratified validation split, and
     un-augmented images of its training split (a seeded subset).
     """
-    from ..cli import _folder_splits, _phantom_splits
+    from ..splits import folder_splits, phantom_split_seeds, phantom_splits
     from ..training import materialize
 
     n_train = max(n_calib, n_finetune)
     if args.data == "phantoms":
-        ns = copy.copy(args)
-        ns.n_train = n_train
-        train, val, test = _phantom_splits(spec, ns)
+        train, val, test = phantom_splits(spec, n_train, args.n_val, args.n_test, args.seed)
         x, y = train.tensors
-        seeds = {"train": args.seed * 3 + 1, "val": args.seed * 3 + 2, "test": args.seed * 3 + 3}
+        seeds = phantom_split_seeds(args.seed)
     else:
         from preprocessing.datasets import BrainMRIFolder
 
-        train_aug, val_subset, test_folder = _folder_splits(spec, args)
+        train_aug, val_subset, test_folder = folder_splits(spec, args.data, args.val_fraction, args.seed)
         plain = BrainMRIFolder(args.data, "Training", spec, augment=False)
         rng = np.random.default_rng(args.seed)
         indices = [int(i) for i in rng.permutation(np.asarray(train_aug.indices))[:n_train]]

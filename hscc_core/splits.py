@@ -1,0 +1,54 @@
+"""The train / validation / test splits of the ``train`` command, shared with the report.
+
+Phantoms: three independent seeded streams (distinct seeds per split, so no phantom is in
+two splits), drawn once and kept in memory. A folder data set in the public four-class
+layout: a stratified validation split held out of ``Training`` (un-augmented), the
+``Testing`` split as the test set.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+from models import ModelSpec
+
+__all__ = ["folder_splits", "phantom_split_seeds", "phantom_splits"]
+
+
+def phantom_split_seeds(seed: int) -> dict[str, int]:
+    """The phantom data-set seed of each split for the run seed ``seed``."""
+    return {"train": seed * 3 + 1, "val": seed * 3 + 2, "test": seed * 3 + 3}
+
+
+def phantom_splits(spec: ModelSpec, n_train: int, n_val: int, n_test: int,
+                   seed: int) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
+    """Train, validation and test phantoms for ``spec``, materialised (float16 in memory)."""
+    from preprocessing.datasets import PhantomDataset
+
+    from .training import materialize
+
+    seeds = phantom_split_seeds(seed)
+    return (materialize(PhantomDataset(n_train, seeds["train"], spec), "drawing training phantoms"),
+            materialize(PhantomDataset(n_val, seeds["val"], spec), "drawing validation phantoms"),
+            materialize(PhantomDataset(n_test, seeds["test"], spec), "drawing test phantoms"))
+
+
+def folder_splits(spec: ModelSpec, root: str | Path, val_fraction: float,
+                  seed: int) -> tuple[Subset, Subset, Dataset]:
+    """Augmented training subset, un-augmented validation subset (stratified, seeded) and
+    the ``Testing`` split of the folder data set at ``root``.
+
+    Raises:
+        NotADirectoryError: ``root`` is not a folder.
+    """
+    from preprocessing.datasets import BrainMRIFolder, stratified_split
+
+    root = Path(root)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a folder")
+    train_aug = BrainMRIFolder(root, "Training", spec, augment=True)
+    train_plain = BrainMRIFolder(root, "Training", spec, augment=False)
+    test = BrainMRIFolder(root, "Testing", spec, augment=False)
+    tr_idx, val_idx = stratified_split(train_aug.targets, val_fraction, seed)
+    return Subset(train_aug, tr_idx.tolist()), Subset(train_plain, val_idx.tolist()), test
