@@ -185,3 +185,23 @@ def test_sample_scan_labels_and_picking():
     assert true_label("Te-me_0016.jpg") == "meningioma" and true_label("x.jpg") is None
     scans = [Path(n) for n in ("Te-gl_1.jpg", "Te-gl_2.jpg", "Te-me_1.jpg", "Te-no_1.jpg")]
     assert {true_label(p) for p in pick_scans(scans, 3)} == {"glioma", "meningioma", "notumor"}
+
+
+def test_readme_headline_tables_are_what_the_committed_report_renders() -> None:
+    """README numbers come from the report command, never typed by hand: the headline
+    tables must be exactly what ``reports/report.json`` renders to, and REPORT.md holds them."""
+    import json
+    import re
+    from pathlib import Path
+
+    from hscc_core.report.tables import main_table, vgg_table
+
+    root = Path(__file__).resolve().parents[1]
+    data = json.loads((root / "reports" / "report.json").read_text())
+    readme = (root / "README.md").read_text()
+    report_md = (root / "reports" / "REPORT.md").read_text()
+    for key, table in (("alexnet", main_table(data["alexnet"]["main"])), ("vgg", vgg_table(data["vgg"]))):
+        block = re.search(rf"<!-- headline:{key} -->\n(.*?)\n<!-- /headline:{key} -->", readme, re.S)
+        assert block, f"README lacks the {key} headline block"
+        assert block.group(1).strip() == table.strip(), f"README {key} table differs from reports/report.json"
+        assert table in report_md
