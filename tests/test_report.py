@@ -90,6 +90,14 @@ def test_quick_report_json_has_every_table_row(quick_report):
     for r in ablation:
         assert r["status"] in ("ok", "not available")
         assert r["status"] == "ok" or r["error"]
+    # each row is compared with the default setting at its own budget (uniform allocation at both budgets)
+    by_name = {r["name"]: r for r in ablation}
+    comparisons = rep["alexnet"]["ablation"]["comparisons"]
+    assert {by_name[c["a"]]["config"]["budget"] for c in comparisons if "uniform" in c["a"]} == set(s.budgets)
+    for c in comparisons:
+        ref = by_name[c["reference"]]["config"]
+        assert c["b"] == c["reference"] and ref["budget"] == by_name[c["a"]]["config"]["budget"]
+        assert ref["allocation"] == "greedy" and ref["regions"] == by_name[rep["alexnet"]["ablation"]["reference"]]["config"]["regions"]
 
     pareto = rep["alexnet"]["pareto"]
     assert len(pareto["points"]) == len(s.sweep)

@@ -282,7 +282,9 @@ def render(results: dict[str, Any]) -> str:
             f"## 3. Ablation (AlexNet, HSCC at {abl['base_config']['budget']:g}x, test set, no fine-tuning)",
             "",
             "One change per row against the reference (the main table's HSCC setting). Δ = row − reference, paired "
-            "bootstrap SE in parentheses (points).", "",
+            "bootstrap SE in parentheses (points). A row at another budget (uniform allocation at the smaller "
+            "budget: does the global allocator beat one FLOPs ratio for every layer there too?) is compared with the "
+            "default setting at its own budget.", "",
             tables.ablation_table(abl), "",
             _bullets(_ablation_findings(abl)), "",
         ]

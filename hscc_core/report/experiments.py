@@ -228,10 +228,27 @@ def ablation(lab: AlexNetLab, log: Callable[[str], None] = print) -> dict[str, A
         row = lab.measure(reference, compressed, report, key=_key(base))
         rows.insert(0, {**row, "overrides": {}, "setting": config_label(base.to_dict())})
         ok.insert(0, rows[0])
+    # A row at another budget (e.g. uniform allocation at 3x) is compared with the default
+    # setting at *its* budget, measured here when it is not already a row.
+    references = {base.budget: reference}
+    for r in list(ok):
+        b = r["config"]["budget"]
+        if b is None or b in references:
+            continue
+        default_b = replace(base, budget=b)
+        twin = next((q["name"] for q in ok if q["config"] == default_b.to_dict()), None)
+        if twin is None:
+            compressed, report = lab.compress(default_b)
+            twin = f"default, {b:g}x"
+            row = lab.measure(twin, compressed, report, key=_key(default_b))
+            rows.append({**row, "name": twin, "overrides": {"budget": b}, "setting": config_label(default_b.to_dict())})
+            ok.append(rows[-1])
+        references[b] = twin
     comparisons = []
     for r in ok:
-        if reference is not None and r["name"] != reference:
-            comparisons.append(lab.compare("test", r["name"], reference))
+        ref = references.get(r["config"]["budget"])
+        if ref is not None and r["name"] != ref:
+            comparisons.append({**lab.compare("test", r["name"], ref), "reference": ref})
     identical = []
     for r in ok:  # K > 1 that changed nothing is reported as such
         if r["config"]["clusters"] > 1:

@@ -35,7 +35,7 @@ FULL_TIME_BUDGET = {
     "main table: 6 compressions (HSCC ~0.8 min: eigen-decompositions of the 4096-wide FC layers)": 3.5,
     "main table: 6 distillation fine-tunings (3 epochs x 1,280 images)": 4.5,
     "main table: 13 test-set evaluations + latency benchmarks": 2.0,
-    "ablation: 7 extra HSCC compressions + test evaluations + benchmarks": 7.0,
+    "ablation: 8 extra HSCC compressions (one at 3x) + test evaluations + benchmarks": 8.0,
     "Pareto sweep: 9 extra HSCC compressions + validation evaluations": 7.5,
     "VGG16: 2 budgets x (6 leave-one-scan-out HSCC folds + 1 deployable model), baselines, benchmarks": 16.0,
     "figures, bootstrap, writing": 0.5,
@@ -94,6 +94,7 @@ class ReportSettings:
         ("2x2 / K4", (("regions", (2, 2)), ("clusters", 4))),
         ("3x3 / K4", (("regions", (3, 3)), ("clusters", 4))),
         ("default, uniform allocation", (("allocation", "uniform"),)),
+        ("3x, uniform allocation", (("budget", 3.0), ("allocation", "uniform"))),
         ("default, no sequential refit", (("sequential", False),)),
     )
     sweep: tuple[SweepPoint, ...] = (
@@ -138,7 +139,8 @@ def quick_settings(seed: int = 0, threads: int = 2, parts: tuple[str, ...] = PAR
                     "--num-workers", "0", "--val-fraction", "0.25"),
         budgets=(2.0, 3.0), alexnet_exclude=("classifier.*",), n_calib=32, n_finetune=40, finetune_epochs=1,
         n_boot=100, bench_runs=3, bench_warmup=1,
-        ablation=tuple(a for a in full_settings().ablation if not a[0].startswith("3x3")),
+        ablation=tuple(a for a in full_settings().ablation if not a[0].startswith("3x"))
+        + (("2x, uniform allocation", (("budget", 2.0), ("allocation", "uniform"))),),
         sweep=sweep_grid(((1, 1), (2, 2)), (1, 4), budgets=(3.0,)) + sweep_grid(((1, 1), (2, 2)), (1,), energies=(0.9,)),
         vgg_budgets=(3.0,), vgg_bench_runs=3, vgg_scans=2, vgg_views=1, vgg_phantoms=1, vgg_test_views=1,
     )

@@ -70,7 +70,7 @@ def _delta(comparisons: Sequence[dict[str, Any]], name: str, metric: str) -> str
 def ablation_table(abl: dict[str, Any]) -> str:
     """Ablation rows; unavailable configurations keep their row with the reason."""
     header = ["setting", "GFLOPs", "FLOPs reduction %", "params (M)", "latency b1 (ms)", "speed-up", "accuracy %",
-              "macro-F1 %", "meningioma F1 %", "agreement %", "Δ accuracy vs ref. (SE)", "Δ macro-F1 vs ref. (SE)"]
+              "macro-F1 %", "meningioma F1 %", "agreement %", "Δ accuracy vs default at its budget (SE)", "Δ macro-F1 vs default at its budget (SE)"]
     rows = []
     for r in abl["rows"]:
         if r["status"] != "ok":
