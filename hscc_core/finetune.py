@@ -127,8 +127,12 @@ def distill(student: nn.Module, teacher: nn.Module, data: Sequence[Any], config:
     steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, config.epochs * steps_per_epoch))
+    # The student trains in eval mode: a deployable model has its BatchNorm folded, and its
+    # Dropout rate need not be the one it was trained with (our AlexNet trains without
+    # dropout but keeps torchvision's Dropout(0.5) layers); switching them on made the first
+    # epoch of distillation triple the validation loss (report of 2026-11-25).
+    student.eval()
     for epoch in range(1, config.epochs + 1):
-        student.train()
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]
         bar = tqdm(range(0, len(order), config.batch_size), desc=f"distill epoch {epoch}/{config.epochs}",
                    unit="batch", disable=not progress, leave=False)

@@ -177,6 +177,17 @@ def test_distillation_uses_labels_when_given(small):
     assert record["labels"] is True
 
 
+def test_distillation_keeps_dropout_off(small):
+    """The deployable AlexNet keeps torchvision's Dropout(0.5) layers but trains without
+    dropout: distillation must not switch them on."""
+    compressed, _ = compress(small, None, CompressionConfig(method="svd", budget=4.0), progress=False)
+    student = nn.Sequential(compressed, nn.Dropout(p=0.5))
+    seen: list[bool] = []
+    student[1].register_forward_hook(lambda m, i, o: seen.append(m.training))
+    distill(student, small, _batches(n=4, size=8, seed=3), FinetuneConfig(epochs=1, batch_size=8), progress=False)
+    assert seen and not any(seen)
+
+
 def test_layer_figures_colour_regions_by_kept_compute(small, tmp_path):
     _, report = compress(small, _batches(), CompressionConfig(budget=3.0, regions=(2, 2), rank_multiple=1),
                          progress=False)

@@ -213,3 +213,13 @@ def test_readme_headline_tables_are_what_the_committed_report_renders() -> None:
         assert block, f"README lacks the {key} headline block"
         assert block.group(1).strip() == table.strip(), f"README {key} table differs from reports/report.json"
         assert table in report_md
+
+
+def test_timing_caveat_discounts_the_reports_own_threads() -> None:
+    from hscc_core.report.document import _busy
+
+    quiet = {"cpus_usable": 2, "torch_threads": 2, "load_average": [0.3, 0.2, 0.1], "load_average_end": [2.2, 2.0, 1.5]}
+    assert _busy(quiet) is None  # the end load is the report itself
+    shared = {**quiet, "load_average_end": [4.5, 4.0, 3.0]}
+    assert "busy with other work" in _busy(shared)
+    assert "busy with other work" in _busy({**quiet, "load_average": [3.0, 2.0, 1.0]})

@@ -111,6 +111,10 @@ def _closing(main: dict[str, Any], checks: dict[str, Any], vgg: dict[str, Any] |
             parts.append(f"{label} {100 * plain['agreement']:.1f}% → {100 * kd['agreement']:.1f}% agreement, "
                          f"{100 * plain['accuracy']:.1f}% → {100 * kd['accuracy']:.1f}% accuracy")
         out.append(f"At {b:g}x, without → with distillation: " + "; ".join(parts) + ".")
+    kept = [r["name"] for r in main["rows"] if r.get("finetuned") and (r.get("finetune") or {}).get("best_epoch") == 0]
+    if kept:
+        out.append(f"Distillation did not lower the validation loss of {', '.join(kept)} in any epoch, so early "
+                   "stopping kept the weights from before it: those rows repeat their plain rows.")
     hscc = [r for r in main["rows"] if r["method"] == "hscc" and not r["finetuned"]]
     for r in hscc:
         eff = r.get("efficiency")
@@ -191,12 +195,17 @@ def _pareto_findings(p: dict[str, Any]) -> list[str]:
 
 
 def _busy(env: dict[str, Any]) -> str | None:
-    """A warning when other work shared the CPUs (load average above half the usable CPUs)."""
-    loads = [v for v in (env.get("load_average") or [])[:1] + (env.get("load_average_end") or [])[:1]]
+    """A warning when other work shared the CPUs (load average above half the usable CPUs).
+
+    The end reading is taken while the report's own threads have kept the CPUs busy for
+    minutes, so they are subtracted from it; the start reading precedes any work."""
+    own = env.get("torch_threads") or 0
+    loads = (env.get("load_average") or [])[:1] + [max(0.0, v - own) for v in (env.get("load_average_end") or [])[:1]]
     cpus = env.get("cpus_usable") or env.get("cpu_count") or 1
     if not loads or max(loads) <= 0.5 * cpus:
         return None
-    return (f"the machine was busy with other work (1-minute load average {' → '.join(f'{v:.1f}' for v in loads)} "
+    return (f"the machine was busy with other work (1-minute load average, less this report's own threads at the "
+            f"end: {' → '.join(f'{v:.1f}' for v in loads)} "
             f"on {cpus} usable CPUs), so latencies, speed-ups and wall times are inflated and noisy; FLOPs and "
             "accuracies are unaffected.")
 
