@@ -27,7 +27,7 @@ EPILOG = """examples:
   python app.py                      # HSCC 6x of vgg16-brain-mri on http://127.0.0.1:7860
   python app.py --port 8080 --method svd --budget 3
   python app.py --model artifacts/vgg16-hscc6.safetensors   # a compressed artifact as is
-  python app.py --rebuild            # compress again (e.g. after changing the compressor)
+  python app.py --rebuild            # compress again even if a cached model exists
 
 privacy: the page listens on this computer only unless --host/--share say otherwise.
 Uploaded scans are read into memory; Gradio's temporary files (uploads, shown images)

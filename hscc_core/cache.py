@@ -10,8 +10,9 @@ settings), so changing any of them builds a new file instead of reusing a stale 
     artifacts/vgg16-brain-mri-hscc-6x-3f2a9c01d4.safetensors   (+ .json report)
 
 A cached file that cannot be loaded (e.g. written by an older version of the
-compressor) is rebuilt with a warning. The compressor's own code is not part of the
-hash: pass ``rebuild=True`` after changing it.
+compressor) is rebuilt with a warning. The hash also covers the source of the code that
+decides the result (the compressor's modules and the calibration/phantom code, see
+:data:`RESULT_CODE`), so an update of that code builds afresh too.
 """
 from __future__ import annotations
 
@@ -35,6 +36,28 @@ __all__ = ["DEFAULT_CALIBRATION", "cache_path", "compressed_model", "load_report
 #: :func:`preprocessing.calibration.calibration_for`): source, views per sample scan,
 #: phantoms, seed.
 DEFAULT_CALIBRATION: dict[str, Any] = {"source": "default", "views": 16, "phantoms": 32, "seed": 0}
+
+
+#: Source files (relative to the repository root, glob patterns) whose code decides what a
+#: compression produces; their bytes are part of the cache hash.
+RESULT_CODE: tuple[str, ...] = (
+    "hscc_core/compress.py", "hscc_core/allocate.py", "hscc_core/factorize.py", "hscc_core/stats.py",
+    "hscc_core/modules.py", "hscc_core/graph.py", "hscc_core/config.py", "preprocessing/calibration.py",
+    "preprocessing/augment.py", "preprocessing/transforms.py", "preprocessing/phantoms.py",
+    "preprocessing/_phantom_*.py", "preprocessing/loader.py", "preprocessing/scan.py", "preprocessing/readers/*.py",
+    "models/*.py",
+)
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_identity(patterns: tuple[str, ...] = RESULT_CODE, root: Path = _ROOT) -> str:
+    """SHA-256 over the relative paths and bytes of the files matching ``patterns`` under
+    ``root`` (sorted, so the order of the patterns does not matter)."""
+    files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _stderr(message: str) -> None:
@@ -86,13 +109,14 @@ def cache_path(model_name: str = "vgg16-brain-mri", method: str = "hscc", budget
     Returns:
         ``cache_dir/<model>-<method>-<budget>x-<hash>.safetensors`` where ``hash`` is the
         first 10 hex digits of a SHA-256 over the model identity, the full compression
-        config (defaults included) and, for HSCC, the calibration settings.
+        config (defaults included), for HSCC the calibration settings, and
+        :func:`code_identity`.
     """
     calibration = {**DEFAULT_CALIBRATION, **(calibration or {})}
     config = _config(method, budget, int(calibration["seed"]))
     short, identity = _source_id(model_name)
     key = {"model": identity, "config": config.to_dict(),
-           "calibration": calibration if method == "hscc" else None}
+           "calibration": calibration if method == "hscc" else None, "code": code_identity()}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     short = re.sub(r"[^A-Za-z0-9._-]+", "_", short)
     return Path(cache_dir) / f"{short}-{method}-{budget:g}x-{digest}.safetensors"

@@ -143,3 +143,21 @@ def test_hscc_builds_with_calibration_and_is_cached(tmp_path, monkeypatch):
     x = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         assert torch.equal(model(x), again(x))
+
+
+def test_cache_hash_covers_the_code_that_decides_the_result(tmp_path):
+    from hscc_core.cache import RESULT_CODE, _ROOT, code_identity
+
+    # every listed pattern still names real files (a rename must not drop code from the hash)
+    for pattern in RESULT_CODE:
+        assert list(_ROOT.glob(pattern)), pattern
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "b.py").write_text("y = 2\n")
+    (tmp_path / "notes.txt").write_text("not code\n")
+    first = code_identity(("pkg/*.py",), tmp_path)
+    assert first == code_identity(("pkg/b.py", "pkg/a.py"), tmp_path)
+    (tmp_path / "notes.txt").write_text("changed, but not listed\n")
+    assert code_identity(("pkg/*.py",), tmp_path) == first
+    (tmp_path / "pkg" / "a.py").write_text("x = 3\n")
+    assert code_identity(("pkg/*.py",), tmp_path) != first
