@@ -209,6 +209,8 @@ def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence
     recomputed from the images rather than stored — for VGG16 at 240 px that keeps
     64-channel full-resolution maps out of memory (peak 4.2 GB → under 3 GB).
     """
+    if not plans:
+        return []
     by_name = {p.name: p for p in plans}
     stages = sequential_stages(model)
     at = [i for i, (name, _) in enumerate(stages) if name in by_name]
