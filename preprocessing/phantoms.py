@@ -18,7 +18,7 @@ Rendering is vectorised (about 1-3 ms per 256x256 slice on one CPU core).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -154,7 +154,8 @@ class PhantomSample:
             ``(col, row)``; in the head frame ``u == 0`` is the midline, the head is
             about the unit disc and ``v`` grows downwards (inferior/posterior).
         conspicuity: the tumour's contrast-to-noise ratio (0 for ``notumor``); at least
-            :data:`MIN_CONSPICUITY` by construction.
+            :data:`MIN_CONSPICUITY` unless every redraw fell short.
+        draws: how many slices were drawn to get this one (1: the first was conspicuous).
     """
 
     image: np.ndarray
@@ -167,6 +168,7 @@ class PhantomSample:
     site: str | None
     head_to_pixel: np.ndarray
     conspicuity: float = 0.0
+    draws: int = 1
 
     @property
     def class_name(self) -> str:
@@ -206,11 +208,11 @@ def render_phantom(
         A :class:`PhantomSample` whose ``image`` is ``(size, size)`` float32 in ``[0, 1]``.
     """
     idx = _class_index(label)
-    for _ in range(MAX_REDRAWS):
+    for draw in range(1, MAX_REDRAWS + 1):
         sample = _render_once(idx, rng, config)
         if sample.label == _NOTUMOR or sample.conspicuity >= MIN_CONSPICUITY[sample.hard]:
-            return sample
-    return _render_once(idx, rng, config)
+            return replace(sample, draws=draw)
+    return replace(_render_once(idx, rng, config), draws=MAX_REDRAWS + 1)
 
 
 #: Least contrast-to-noise ratio of a tumour (mean absolute intensity change it makes over
