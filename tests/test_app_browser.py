@@ -93,6 +93,9 @@ def _shown(page) -> dict[str, str]:
 
 
 def test_page_states_purpose_and_fetches_nothing_from_outside(page):
+    # The examples table renders after the upload box; on a loaded machine it can lag the
+    # fixture's wait (CI run of 2026-11-30 read the page before it appeared).
+    page.wait_for_function("document.body.innerText.includes('Te-pi_0014.nii.gz')", timeout=TIMEOUT_MS)
     text = page.inner_text("body")
     assert "not a diagnosis" in text and "Research decision support" in text
     for name in ("Te-gl_0010.jpg", "Te-me_0016.dcm", "Te-gl_0010_multiframe.dcm", "Te-pi_0014.nii.gz"):
