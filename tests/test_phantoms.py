@@ -268,3 +268,22 @@ def test_mass_effect_and_lesion_do_not_break_the_head_frame() -> None:
         rows, cols = np.nonzero(s.intracranial_mask)
         u, _ = _to_head(s, rows.astype(float), cols.astype(float))
         assert abs(u.mean()) < 0.1
+
+
+def test_conspicuity_script_reports_redraw_shares() -> None:
+    """``scripts/phantom_conspicuity.py`` runs and its shares agree with the samples' own record."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hscc_core.splits import phantom_split_seeds
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "scripts" / "phantom_conspicuity.py"), "--n", "40"],
+                         capture_output=True, text=True, check=True, cwd=root).stdout
+    line = next(l for l in out.splitlines() if l.startswith("all tumours"))
+    n, redrawn = int(line.split()[2]), float(line.split()[3])
+    seed = phantom_split_seeds(0)["train"]
+    tumours = [s for s in (phantom_details(i, seed) for i in range(40)) if s.class_name != "notumor"]
+    assert n == len(tumours)
+    assert redrawn == pytest.approx(100 * np.mean([s.draws > 1 for s in tumours]), abs=0.06)
