@@ -32,10 +32,11 @@ from hscc_core.training import predict_proba  # noqa: E402
 from models import build_model  # noqa: E402
 
 
-def _accuracy(model: torch.nn.Module, test, reference: np.ndarray) -> tuple[float, float]:
+def _scores(model: torch.nn.Module, test, reference: np.ndarray) -> dict[str, float]:
+    """Test accuracy and top-1 agreement with the original's labels ``reference``."""
     probs, _ = predict_proba(model, test, 64)
     pred = probs.argmax(1)
-    return float((pred == test.tensors[1].numpy()).mean()), float((pred == reference).mean())
+    return {"accuracy": float((pred == test.tensors[1].numpy()).mean()), "agreement": float((pred == reference).mean())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,22 +62,18 @@ def main(argv: list[str] | None = None) -> int:
 
     ref_probs, _ = predict_proba(teacher, bundle.test, 64)
     reference = ref_probs.argmax(1)
-    rows = [{"recipe": "original", **dict(zip(("accuracy", "agreement"), _accuracy(teacher, bundle.test, reference)))},
-            {"recipe": "no fine-tuning", **dict(zip(("accuracy", "agreement"),
-                                                    _accuracy(student, bundle.test, reference)))}]
+    rows = [{"recipe": "original", **_scores(teacher, bundle.test, reference)},
+            {"recipe": "no fine-tuning", **_scores(student, bundle.test, reference)}]
+    # the first n of the fine-tuning images, as the report would load them with n_finetune=n
+    x_all = torch.cat([xb for xb, _ in bundle.finetune])
+    y_all = torch.cat([yb for _, yb in bundle.finetune])
     for n in args.n_finetune:
-        batches, left = [], n
-        for xb, yb in bundle.finetune:
-            if left <= 0:
-                break
-            batches.append((xb[:left], yb[:left]))
-            left -= len(xb)
         for lr in args.lr:
             model = copy.deepcopy(student)
-            record = distill(model, teacher, batches, FinetuneConfig(epochs=args.epochs, lr=lr, seed=args.seed))
-            acc, agree = _accuracy(model, bundle.test, reference)
-            rows.append({"recipe": f"{n} images, lr {lr:g}, {args.epochs} epochs", "accuracy": acc,
-                         "agreement": agree, "val_loss_before": record["val_loss_before"],
+            record = distill(model, teacher, [(x_all[:n], y_all[:n])],
+                             FinetuneConfig(epochs=args.epochs, lr=lr, seed=args.seed))
+            rows.append({"recipe": f"{n} images, lr {lr:g}, {args.epochs} epochs",
+                         **_scores(model, bundle.test, reference), "val_loss_before": record["val_loss_before"],
                          "val_losses": [h["val_loss"] for h in record["history"]], "best_epoch": record["best_epoch"]})
 
     print(f"\n{args.method} {args.budget:g}x, {len(bundle.test)} test images")
