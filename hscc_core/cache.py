@@ -30,12 +30,7 @@ from torch import nn
 from . import artifacts
 from .artifacts import ArtifactError
 
-__all__ = ["DEFAULT_CALIBRATION", "cache_path", "compressed_model", "load_report"]
-
-#: The calibration set of ``compress --calib default`` (see
-#: :func:`preprocessing.calibration.calibration_for`): source, views per sample scan,
-#: phantoms, seed.
-DEFAULT_CALIBRATION: dict[str, Any] = {"source": "default", "views": 16, "phantoms": 32, "seed": 0}
+__all__ = ["cache_path", "calibration_recipe", "compressed_model", "load_report"]
 
 
 #: Source files (relative to the repository root, glob patterns) whose code decides what a
@@ -88,6 +83,27 @@ def _source_id(model_name: str) -> tuple[str, str]:
     return path.stem, f"file:{digest.hexdigest()}"
 
 
+def calibration_recipe(model_name: str, overrides: dict[str, Any] | None = None):
+    """The :class:`~preprocessing.calibration.CalibrationRecipe` a build of ``model_name``
+    uses: the registry model's default (an artifact's base model decides; see
+    :func:`preprocessing.calibration.default_recipe`) with ``overrides`` applied."""
+    from dataclasses import replace
+
+    from preprocessing.calibration import default_recipe
+
+    base = model_name
+    if not _is_registry_name(model_name) and Path(model_name).is_file():
+        base = artifacts.load_metadata(model_name).get("base", model_name)
+    return replace(default_recipe(base), **(overrides or {}))
+
+
+def _files_identity(paths) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def _config(method: str, budget: float, seed: int):
     from .config import CompressionConfig
 
@@ -104,19 +120,20 @@ def cache_path(model_name: str = "vgg16-brain-mri", method: str = "hscc", budget
         method: ``hscc``, ``svd`` or ``tucker``.
         budget: FLOPs reduction factor.
         cache_dir: the cache folder.
-        calibration: calibration settings (HSCC only; default :data:`DEFAULT_CALIBRATION`).
+        calibration: overrides of the model's default calibration recipe (HSCC only; see
+            :func:`calibration_recipe`), e.g. ``{"scans": 128}``.
 
     Returns:
         ``cache_dir/<model>-<method>-<budget>x-<hash>.safetensors`` where ``hash`` is the
         first 10 hex digits of a SHA-256 over the model identity, the full compression
-        config (defaults included), for HSCC the calibration settings, and
-        :func:`code_identity`.
+        config (defaults included), for HSCC the calibration recipe and the bytes of the
+        scans it reads, and :func:`code_identity`.
     """
-    calibration = {**DEFAULT_CALIBRATION, **(calibration or {})}
-    config = _config(method, budget, int(calibration["seed"]))
+    recipe = calibration_recipe(model_name, calibration)
+    config = _config(method, budget, recipe.seed)
     short, identity = _source_id(model_name)
-    key = {"model": identity, "config": config.to_dict(),
-           "calibration": calibration if method == "hscc" else None, "code": code_identity()}
+    calib_key = ({**recipe.to_dict(), "files": _files_identity(recipe.files())} if method == "hscc" else None)
+    key = {"model": identity, "config": config.to_dict(), "calibration": calib_key, "code": code_identity()}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     short = re.sub(r"[^A-Za-z0-9._-]+", "_", short)
     return Path(cache_dir) / f"{short}-{method}-{budget:g}x-{digest}.safetensors"
@@ -131,22 +148,24 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
     return report or {}
 
 
-def _build(model_name: str, method: str, budget: float, calibration: dict[str, Any], path: Path,
+def _build(model_name: str, method: str, budget: float, calibration: dict[str, Any] | None, path: Path,
            progress: bool) -> tuple[nn.Module, dict[str, Any]]:
-    from preprocessing.calibration import calibration_for
+    from preprocessing.calibration import calibration_set
 
     from .compress import compress
 
     model = artifacts.resolve_model(model_name)
     if getattr(model, "hscc_replacements", None):
         raise ValueError(f"{Path(model_name).name} is already compressed; give the uncompressed model")
-    config = _config(method, budget, int(calibration["seed"]))
+    recipe = calibration_recipe(model_name, calibration)
+    config = _config(method, budget, recipe.seed)
     batches = None
     if method == "hscc":  # svd and tucker are weights-only: no calibration
-        batches = calibration_for(model.spec, calibration["source"], int(calibration["views"]),
-                                  int(calibration["phantoms"]), int(calibration["seed"]))
+        batches = calibration_set(model.spec, recipe)
     compressed, report = compress(model, batches, config, progress=progress)
     report_dict = report.to_dict()
+    if method == "hscc":
+        report_dict["calibration"] = recipe.to_dict()
     artifacts.save_with_report(compressed, path, report_dict)
     return compressed, report_dict
 
@@ -165,7 +184,8 @@ def compressed_model(model_name: str = "vgg16-brain-mri", method: str = "hscc", 
         cache_dir: folder of the cached artifacts (created if missing).
         rebuild: compress again even if a cached artifact exists (and replace it).
         progress: progress bars and one-line messages on stderr while building/loading.
-        calibration: overrides of :data:`DEFAULT_CALIBRATION` (HSCC only).
+        calibration: overrides of the model's default calibration recipe (HSCC only; see
+            :func:`calibration_recipe`).
         log: where the one-line messages go (default: stderr when ``progress``).
 
     Returns:
@@ -179,7 +199,6 @@ def compressed_model(model_name: str = "vgg16-brain-mri", method: str = "hscc", 
         ValueError: bad method/budget, or ``model_name`` is already compressed.
     """
     log = log or (_stderr if progress else (lambda _msg: None))
-    calibration = {**DEFAULT_CALIBRATION, **(calibration or {})}
     path = cache_path(model_name, method, budget, cache_dir, calibration)
     if path.is_file() and not rebuild:
         t0 = time.perf_counter()

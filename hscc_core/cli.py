@@ -198,10 +198,16 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clusters", type=int, default=1, help="HSCC channel clusters per region")
     p.add_argument("--no-sequential", action="store_true", help="HSCC: fit layers independently (no refit)")
     p.add_argument("--calib", default="default",
-                   help="calibration images: 'default' (sample scans x augmented views + phantoms), "
-                        "'phantoms', or a folder of scans")
-    p.add_argument("--calib-views", type=int, default=16, help="augmented views per calibration scan")
-    p.add_argument("--calib-phantoms", type=int, default=32, help="phantoms in the default calibration set")
+                   help="calibration images: 'default' (the model's own recipe: for vgg16-brain-mri 256 real "
+                        "training scans shipped in data/calibration/brain-mri; for models trained here the "
+                        "sample scans in 16 augmented views + 32 phantoms), 'real' (the shipped real scans), "
+                        "'samples', 'phantoms', or any folder of scans (recursive; class folders are balanced)")
+    p.add_argument("--calib-scans", type=int, default=None,
+                   help="at most this many calibration scans, balanced over classes (default: the recipe's)")
+    p.add_argument("--calib-views", type=int, default=None,
+                   help="versions of each calibration scan: 1 = the scan only, V > 1 adds V-1 augmented views "
+                        "(default: the recipe's)")
+    p.add_argument("--calib-phantoms", type=int, default=None, help="synthetic phantoms added (default: the recipe's)")
     p.add_argument("--include", nargs="*", default=(), help="layer name patterns to compress (default: all but "
                    "the first conv and the last linear)")
     p.add_argument("--exclude", nargs="*", default=(), help="layer name patterns to leave alone")
@@ -219,13 +225,33 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_compress)
 
 
-def calibration_for(spec, source: str, views: int, phantoms: int, seed: int):
-    """Calibration batches for ``--calib`` (see ``compress --help`` and
-    :func:`preprocessing.calibration.calibration_for`)."""
-    from preprocessing.calibration import calibration_for as _calibration_for
+def calibration_recipe_from_args(model_name: str, args: argparse.Namespace):
+    """The :class:`~preprocessing.calibration.CalibrationRecipe` that ``--calib*`` ask for:
+    the model's default recipe with the options given on the command line applied."""
+    from .cache import calibration_recipe
+
+    overrides: dict = {"seed": args.seed}
+    if args.calib != "default":
+        overrides["source"] = args.calib
+        if args.calib != "real":  # another source: all of its scans, as they are, unless told otherwise
+            overrides.update(scans=None, views=1, phantoms=0)
+    for key, value in (("scans", args.calib_scans), ("views", args.calib_views), ("phantoms", args.calib_phantoms)):
+        if value is not None:
+            overrides[key] = value
+    if args.calib == "phantoms" and args.calib_phantoms is None:
+        overrides["phantoms"] = 32
+    try:
+        return calibration_recipe(model_name, overrides)
+    except ValueError as e:
+        raise CliError(f"--calib: {e}") from e
+
+
+def calibration_batches_for(spec, recipe):
+    """Calibration batches of ``recipe`` (errors become one-line CLI errors)."""
+    from preprocessing.calibration import calibration_set
 
     try:
-        return _calibration_for(spec, source, views, phantoms, seed)
+        return calibration_set(spec, recipe)
     except ValueError as e:
         raise CliError(f"--calib: {e}") from e
 
@@ -250,25 +276,40 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         model = resolve_model(args.model)
     except (ValueError, ArtifactError) as e:
         raise CliError(str(e)) from e
-    calibration = None
+    calibration = recipe = None
     if args.method == "hscc" or finetune.epochs > 0:
-        print(f"building calibration set ({args.calib})", file=sys.stderr)
-        calibration = calibration_for(model.spec, args.calib, args.calib_views, args.calib_phantoms, args.seed)
+        recipe = calibration_recipe_from_args(args.model, args)
+        print(f"building calibration set ({_describe_recipe(recipe)})", file=sys.stderr)
+        calibration = calibration_batches_for(model.spec, recipe)
     compressed, report = compress(model, calibration if args.method == "hscc" else None, config)
     if finetune.epochs > 0:
         report.finetune = distill(compressed, model, calibration, finetune)
         print(f"fine-tuned {report.finetune['epochs_run']} epoch(s): held-out agreement with the original "
               f"{report.finetune['val_agreement_before']:.1%} -> {report.finetune['val_agreement_after']:.1%}",
               file=sys.stderr)
-    artifacts.save_with_report(compressed, args.out, report.to_dict())
+    report_dict = report.to_dict()
+    if recipe is not None:
+        report_dict["calibration"] = recipe.to_dict()
+    artifacts.save_with_report(compressed, args.out, report_dict)
     if not args.no_figures:
         folder = Path(args.out).with_name(Path(args.out).stem + "_layers")
-        paths = layer_figures(report.to_dict(), folder)
+        paths = layer_figures(report_dict, folder)
         print(f"wrote {len(paths)} layer figures to {folder}/", file=sys.stderr)
     print(report.table(), file=sys.stderr)
     print(f"saved {args.out} and {report_path(args.out)} ({report.seconds['total']:.0f} s, "
           f"peak memory {report.peak_memory_mb:.0f} MB)", file=sys.stderr)
     return 0
+
+
+def _describe_recipe(recipe) -> str:
+    what = {"real": "real training scans (data/calibration/brain-mri)", "samples": "sample scans",
+            "phantoms": "phantoms only"}.get(recipe.source, recipe.source)
+    parts = [what] + ([f"at most {recipe.scans} scans"] if recipe.scans and recipe.source != "phantoms" else [])
+    if recipe.views > 1:
+        parts.append(f"{recipe.views} views each")
+    if recipe.phantoms:
+        parts.append(f"+ {recipe.phantoms} phantoms")
+    return ", ".join(parts)
 
 
 # ----------------------------------------------------------------------------- main

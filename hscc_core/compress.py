@@ -13,7 +13,9 @@ compressed model → report. One entry point for every method:
 from __future__ import annotations
 
 import copy
+import os
 import resource
+import tempfile
 import time
 from typing import Any, Iterable, Sequence
 
@@ -196,6 +198,108 @@ def _allocate_clusters(plans: Sequence[LayerPlan], stats: Sequence[RegionMoments
                  rank_multiple=config.rank_multiple, cluster_spectra=cluster_spectra)
 
 
+#: Above this estimated size of one activation stream of the sequential refit (bytes, float16),
+#: the streams are spilled to disk; ``$HSCC_SPILL_BYTES`` overrides it (``0``: always spill).
+SPILL_THRESHOLD_BYTES = 1 << 30
+
+
+def _spill_threshold() -> int:
+    """``$HSCC_SPILL_BYTES`` if set, else :data:`SPILL_THRESHOLD_BYTES` (read at call time)."""
+    env = os.environ.get("HSCC_SPILL_BYTES", "").strip()
+    if not env:
+        return SPILL_THRESHOLD_BYTES
+    try:
+        return int(float(env))
+    except ValueError:
+        raise ValueError(f"HSCC_SPILL_BYTES must be a number of bytes, got {env!r}") from None
+
+
+class _MemoryStream:
+    """One activation stream, a tensor per calibration batch, held in RAM."""
+
+    def __init__(self, n: int) -> None:
+        self._items: list[torch.Tensor | None] = [None] * n
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, j: int) -> torch.Tensor:
+        t = self._items[j]
+        if t is None:
+            raise KeyError(f"stream batch {j} was never written")
+        return t
+
+    def put(self, j: int, t: torch.Tensor) -> None:
+        self._items[j] = t
+
+    def close(self) -> None:
+        self._items = [None] * len(self._items)
+
+
+class _SpilledStream:
+    """One activation stream, a tensor per calibration batch, in files of ``directory``.
+
+    Each batch is one ``.npy`` file, written and read with plain file I/O (no memory
+    mapping, whose pages would count in the RSS; no pickle). :meth:`put` writes a new
+    file and then replaces the old one, so batch ``j`` may be overwritten while the
+    other batches are still to be read. Only the batch in hand is in memory.
+    """
+
+    def __init__(self, directory: str | os.PathLike, name: str, n: int) -> None:
+        self._dir = os.fspath(directory)
+        self._name = name
+        self._written = [False] * n
+
+    def _path(self, j: int) -> str:
+        return os.path.join(self._dir, f"{self._name}-{j:06d}.npy")
+
+    def __len__(self) -> int:
+        return len(self._written)
+
+    def get(self, j: int) -> torch.Tensor:
+        if not self._written[j]:
+            raise KeyError(f"stream batch {j} was never written")
+        with open(self._path(j), "rb") as f:
+            return torch.from_numpy(np.load(f, allow_pickle=False))
+
+    def put(self, j: int, t: torch.Tensor) -> None:
+        path = self._path(j)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            np.save(f, t.detach().cpu().contiguous().numpy(), allow_pickle=False)
+        os.replace(tmp, path)
+        self._written[j] = True
+
+    def close(self) -> None:
+        for j, w in enumerate(self._written):
+            if w:
+                try:
+                    os.remove(self._path(j))
+                except FileNotFoundError:
+                    pass
+        self._written = [False] * len(self._written)
+
+
+@torch.no_grad()
+def _stream_bytes(stages: Sequence[tuple[str, nn.Module]], at: Sequence[int],
+                  batches: Sequence[torch.Tensor]) -> int:
+    """Estimated bytes of the widest stored stream: images x (C x H x W) x 2 (float16).
+
+    The stored streams are the inputs of the 2nd, 3rd, ... planned layer (the first
+    one's input is recomputed from the images); their per-image sizes are measured by
+    running one calibration image through the stages.
+    """
+    if len(at) < 2:
+        return 0
+    t = batches[0][:1].float()
+    widest = 0
+    for i, (_, stage) in enumerate(stages[:at[-1]]):
+        t = stage(t)
+        if i + 1 in at[1:]:
+            widest = max(widest, t.numel())
+    return widest * sum(len(b) for b in batches) * 2
+
+
 @torch.no_grad()
 def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence[torch.Tensor],
                       plans: Sequence[LayerPlan], ridge: float, progress: bool) -> list[dict[str, Any]]:
@@ -208,6 +312,14 @@ def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence
     stages before the first planned layer (where both streams are still the images) are
     recomputed from the images rather than stored — for VGG16 at 240 px that keeps
     64-channel full-resolution maps out of memory (peak 4.2 GB → under 3 GB).
+
+    Where the streams are stored: if the widest stream (calibration images x C x H x W
+    x 2 bytes) is estimated above :data:`SPILL_THRESHOLD_BYTES` (1 GiB; the environment
+    variable ``HSCC_SPILL_BYTES`` overrides it, ``0`` = always), both streams live in
+    files of a private temporary folder, one file per batch (under
+    ``tempfile.gettempdir()``, or ``$HSCC_SPILL_DIR`` if set; removed at the end, also on
+    errors and interrupts), so the peak memory does not grow with the calibration set;
+    otherwise they stay in RAM. Both ways give bit-identical results.
     """
     if not plans:
         return []
@@ -219,36 +331,52 @@ def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence
         raise ValueError(f"sequential refit: layers not in the model's stage list: {', '.join(missing)}")
     prefix = nn.Sequential(*(s for _, s in stages[:at[0]]))
     store = lambda t: t.to(torch.float16)  # noqa: E731
-    xs: list[torch.Tensor | None] = [store(b) for b in batches]
-    hs: list[torch.Tensor | None] = list(xs)  # the images: both streams start identical
+    n = len(batches)
+    if _stream_bytes(stages, at, batches) > _spill_threshold():
+        spill_dir = tempfile.TemporaryDirectory(prefix="hscc-refit-",
+                                                dir=os.environ.get("HSCC_SPILL_DIR") or None)
+        xs, hs = _SpilledStream(spill_dir.name, "x", n), _SpilledStream(spill_dir.name, "h", n)
+    else:
+        spill_dir = None
+        xs, hs = _MemoryStream(n), _MemoryStream(n)
+    image = lambda j: store(batches[j])  # noqa: E731  both streams start as the images
     records = []
-    for k, i in enumerate(tqdm(at, desc="sequential refit", unit="layer", disable=not progress, leave=False)):
-        name, stage = stages[i]
-        plan = by_name[name]
-        last = k == len(at) - 1
-        post = nn.Sequential(*(s for _, s in stages[i + 1:at[k + 1] if not last else i + 1]))
-        enter = (lambda t: prefix(t.float())) if k == 0 else (lambda t: t.float())  # noqa: E731
-        moments = RegionMoments.empty(plan.out_dim, plan.rows, plan.cols, joint=True)
-        for j in range(len(xs)):
-            y = stage(enter(xs[j]))
-            y_hat = y if k == 0 else stage(enter(hs[j]))  # nothing compressed upstream yet
-            moments.update(y, y_hat)
-            xs[j] = None if last else store(post(y))
-            del y, y_hat
-        w, b = _weight_matrix(stage)
-        factors = []
-        for r, d in enumerate(plan.ranks):
-            mu_y, mu_h, _, c_hh, c_yh = moments.joint_moments(r)
-            if plan.clusters is not None:
-                a = ridge_map(c_hh, c_yh, ridge)
-                factors.append(hierarchical_factors(w, b, a, a @ c_yh.T, mu_h, mu_y, d, plan.clusters[r],
-                                                    plan.cluster_ranks[r]))
-            else:
-                factors.append(refit_factors(w, b, mu_y, mu_h, c_hh, c_yh, d, ridge))
-        module = _install(compressed, plan, stage, factors, records)
-        if not last:
-            for j in range(len(hs)):
-                hs[j] = store(post(module(enter(hs[j]))))
+    try:
+        for k, i in enumerate(tqdm(at, desc="sequential refit", unit="layer", disable=not progress, leave=False)):
+            name, stage = stages[i]
+            plan = by_name[name]
+            last = k == len(at) - 1
+            post = nn.Sequential(*(s for _, s in stages[i + 1:at[k + 1] if not last else i + 1]))
+            enter = (lambda t: prefix(t.float())) if k == 0 else (lambda t: t.float())  # noqa: E731
+            x_of, h_of = (image, image) if k == 0 else (xs.get, hs.get)
+            moments = RegionMoments.empty(plan.out_dim, plan.rows, plan.cols, joint=True)
+            for j in range(n):
+                y = stage(enter(x_of(j)))
+                y_hat = y if k == 0 else stage(enter(h_of(j)))  # nothing compressed upstream yet
+                moments.update(y, y_hat)
+                if not last:
+                    xs.put(j, store(post(y)))
+                del y, y_hat
+            w, b = _weight_matrix(stage)
+            factors = []
+            for r, d in enumerate(plan.ranks):
+                mu_y, mu_h, _, c_hh, c_yh = moments.joint_moments(r)
+                if plan.clusters is not None:
+                    a = ridge_map(c_hh, c_yh, ridge)
+                    factors.append(hierarchical_factors(w, b, a, a @ c_yh.T, mu_h, mu_y, d, plan.clusters[r],
+                                                        plan.cluster_ranks[r]))
+                else:
+                    factors.append(refit_factors(w, b, mu_y, mu_h, c_hh, c_yh, d, ridge))
+            del moments
+            module = _install(compressed, plan, stage, factors, records)
+            if not last:
+                for j in range(n):
+                    hs.put(j, store(post(module(enter(h_of(j))))))
+    finally:
+        xs.close()
+        hs.close()
+        if spill_dir is not None:
+            spill_dir.cleanup()
     return records
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from preprocessing import ScanError, load_scan
-from preprocessing.transforms import to_model_input
+from preprocessing.transforms import scan_to_model_input
 
 
 def optimize_for_inference(model: nn.Module) -> nn.Module:
@@ -102,10 +102,10 @@ def predict_file(model: nn.Module, path: str | Path, slice_index: int | None = N
     """
     try:
         scan = load_scan(path, slice_index=slice_index)
-        image = scan.image()
+        x = scan_to_model_input(scan, model.spec)
     except ScanError as e:
         return {"file": str(path), "error": str(e)}
-    result = {"file": str(path), **predict_tensor(model, to_model_input(image, model.spec), repeats)}
+    result = {"file": str(path), **predict_tensor(model, x, repeats)}
     if scan.is_volume:
         result["slice"] = scan.slice_index if slice_index is None else slice_index
     return result

@@ -19,6 +19,11 @@ DISPLAY_NAMES: dict[str, str] = {
     "pituitary": "pituitary",
 }
 
+#: Input scalings a model can declare (``ModelSpec.scaling``).
+SCALINGS: tuple[str, ...] = ("unit", "uint8")
+#: Resize filters a model can declare (``ModelSpec.resize``).
+RESIZES: tuple[str, ...] = ("area", "pil-bicubic", "pil-bilinear", "pil-nearest")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -29,7 +34,14 @@ class ModelSpec:
         class_names: output index -> class name.
         input_size: ``(height, width)`` in pixels of the model input.
         channels: 1 for grey input, 3 when the grey scan is replicated into RGB.
-        scaling: ``"unit"``: intensities are mapped to ``[0, 1]`` before ``mean``/``std``.
+        scaling: how the model's training images were brought to ``[0, 1]`` before
+            ``mean``/``std`` (see :data:`SCALINGS`): ``"unit"`` = a percentile window of
+            every slice (what our own training pipeline gives); ``"uint8"`` = 8-bit
+            pixels divided by 255 (the Keras VGG16 saw JPEG pixels / 255), other sources
+            (DICOM, NIfTI, 16-bit images) going through a display window first.
+        resize: how the slice is resized to ``input_size`` (see :data:`RESIZES`):
+            ``"area"`` (OpenCV area averaging) or ``"pil-bicubic"``/``"pil-bilinear"``/
+            ``"pil-nearest"`` (Pillow's antialiased filters, as Keras/PIL pipelines use).
         mean, std: per-channel normalisation applied after scaling
             (``(x - mean) / std``); ``(0,)``/``(1,)`` means none.
         outputs: ``"logits"`` (the module returns logits; softmax gives probabilities).
@@ -41,6 +53,7 @@ class ModelSpec:
     input_size: tuple[int, int] = (224, 224)
     channels: int = 1
     scaling: str = "unit"
+    resize: str = "area"
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     outputs: str = "logits"
@@ -52,8 +65,10 @@ class ModelSpec:
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if len(self.input_size) != 2 or min(self.input_size) < 8:
             raise ValueError(f"input_size must be (height, width) >= 8, got {self.input_size}")
-        if self.scaling != "unit":
-            raise ValueError(f"unknown scaling {self.scaling!r}; only 'unit' is defined")
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {self.scaling!r}; defined: {', '.join(SCALINGS)}")
+        if self.resize not in RESIZES:
+            raise ValueError(f"unknown resize {self.resize!r}; defined: {', '.join(RESIZES)}")
 
     @property
     def num_classes(self) -> int:

@@ -6,14 +6,19 @@ by strong, label-preserving augmentation: zoom in and out (crop or pad), aspect,
 rotation, flips, contrast, gamma, noise and blur. Synthetic phantoms add anatomy and
 lesion positions the real scans lack.
 
-The default set for a model is built only from what the repository ships or installs:
-the sample scans in ``samples/`` and the phantom generator.
+The default set for a model is built only from what the repository ships: for the
+pretrained VGG16, real training scans of the public data set copied into
+``data/calibration/brain-mri/`` (:data:`DEFAULT_RECIPES`); for models trained here on
+phantoms, the sample scans in ``samples/`` in augmented views plus phantoms
+(:data:`LEGACY_RECIPE`).
 """
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import albumentations as A
 import cv2
@@ -25,10 +30,13 @@ from .datasets import is_scan_file
 from .errors import ScanError
 from .loader import load_scan
 from .phantoms import phantom_sample
-from .transforms import normalize_intensity, to_model_input
+from .transforms import is_eight_bit, model_window, to_model_input
 
 #: The real sample scans shipped with the repository.
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
+#: Real training scans shipped as the default calibration set (its README: source,
+#: licence, how it was drawn).
+REAL_CALIBRATION_DIR = Path(__file__).resolve().parents[1] / "data" / "calibration" / "brain-mri"
 
 
 def calibration_augmentation() -> A.Compose:
@@ -62,13 +70,15 @@ def sample_scans() -> list[Path]:
     return [p for p in scan_files(SAMPLES_DIR) if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
 
 
-def load_slices(paths: Sequence[str | os.PathLike[str]]) -> list[np.ndarray]:
-    """Default slices of ``paths``, each normalised to ``[0, 1]``; unreadable files are
-    skipped (reported in the exception if none is left)."""
+def load_slices(paths: Sequence[str | os.PathLike[str]], spec) -> list[np.ndarray]:
+    """Default slices of ``paths``, each brought to ``[0, 1]`` by ``spec``'s input contract
+    (:func:`preprocessing.transforms.model_window`); unreadable files are skipped
+    (reported in the exception if none is left)."""
     slices, errors = [], []
     for p in paths:
         try:
-            slices.append(normalize_intensity(load_scan(p).image()))
+            scan = load_scan(p)
+            slices.append(model_window(scan.image(), spec, is_eight_bit(scan)))
         except ScanError as e:
             errors.append(str(e))
     if not slices:
@@ -105,10 +115,139 @@ def default_calibration(spec, sample_views: int = 16, n_phantoms: int = 32, seed
         Model-input batches for ``spec``.
     """
     files = list(scans) if scans is not None else sample_scans()
-    images = augmented_views(load_slices(files), sample_views, seed) if sample_views else []
+    images = augmented_views(load_slices(files, spec), sample_views, seed) if sample_views else []
     images += [phantom_sample(i, seed=10_000 + seed)[0] for i in range(n_phantoms)]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))
+    return calibration_batches([images[i] for i in order], spec, batch_size)
+
+
+def balanced_files(files: Sequence[Path], max_scans: int | None, seed: int = 0) -> list[Path]:
+    """At most ``max_scans`` of ``files``, balanced over the classes their folders name.
+
+    A file's class is the first ancestor folder whose name is a class spelling
+    (:func:`preprocessing.datasets.canonical_class_name`); files in no class folder form
+    one group. Within a group the order of a ``manifest.json`` in the common folder is
+    kept when there is one (the shipped set lists its draw order), else a seeded shuffle;
+    the groups are then taken in turn, so the first ``4k`` files hold ``k`` of each class.
+    """
+    from .datasets import canonical_class_name
+
+    files = list(files)
+    if max_scans is None or len(files) <= max_scans:
+        return files
+    groups: dict[str | None, list[Path]] = {}
+    for f in files:
+        cls = next((c for c in (canonical_class_name(a.name) for a in f.parents) if c), None)
+        groups.setdefault(cls, []).append(f)
+    rng = np.random.default_rng(seed)
+    order = _manifest_order(files)
+    for key, members in groups.items():
+        if order:
+            members.sort(key=lambda m: order.get(m.resolve(), len(order)))
+        else:
+            groups[key] = [members[j] for j in rng.permutation(len(members))]
+    chosen: list[Path] = []
+    queues = [list(v) for _, v in sorted(groups.items(), key=lambda kv: str(kv[0]))]
+    while len(chosen) < max_scans:
+        for q in queues:
+            if q and len(chosen) < max_scans:
+                chosen.append(q.pop(0))
+    return chosen
+
+
+def _manifest_order(files: Sequence[Path]) -> dict[Path, int]:
+    roots = {f.resolve().parent.parent for f in files}
+    for root in roots | {r.parent for r in roots}:
+        manifest = root / "manifest.json"
+        if manifest.is_file():
+            try:
+                entries = json.loads(manifest.read_text())["files"]
+                return {(root / e["file"]).resolve(): k for k, e in enumerate(entries)}
+            except (ValueError, KeyError, TypeError):
+                return {}
+    return {}
+
+
+@dataclass(frozen=True)
+class CalibrationRecipe:
+    """How a calibration set is drawn: the one description the CLI, the app's cache and the
+    report share (its :meth:`to_dict` is part of the cache key).
+
+    Attributes:
+        source: ``"real"`` (the real training scans shipped in :data:`REAL_CALIBRATION_DIR`),
+            ``"samples"`` (the six JPEGs in ``samples/``), ``"phantoms"`` (synthetic only)
+            or the path of any folder of scans (searched recursively; class folders are
+            recognised and balanced).
+        scans: at most this many scans, balanced over classes (``None``: all).
+        views: versions of each scan: 1 = the scan itself, ``v`` > 1 adds ``v - 1``
+            strongly augmented views (:func:`calibration_augmentation`).
+        phantoms: synthetic phantoms added (balanced over the four classes).
+        seed: seed of the draw, the augmentations and the phantoms.
+    """
+
+    source: str = "real"
+    scans: int | None = None
+    views: int = 1
+    phantoms: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scans is not None and self.scans < 1:
+            raise ValueError(f"scans must be >= 1, got {self.scans}")
+        if self.views < 0 or self.phantoms < 0:
+            raise ValueError("views and phantoms must be >= 0")
+        if self.source == "phantoms" and self.phantoms < 1:
+            raise ValueError("a phantom-only calibration set needs phantoms >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def files(self) -> list[Path]:
+        """The scan files this recipe reads (empty for ``"phantoms"``)."""
+        if self.source == "phantoms":
+            return []
+        if self.source == "samples":
+            files = sample_scans()
+        else:
+            folder = REAL_CALIBRATION_DIR if self.source == "real" else Path(self.source)
+            if not folder.is_dir():
+                raise ValueError(f"{self.source} is not 'real', 'samples', 'phantoms' or a folder")
+            files = scan_files(folder)
+        return balanced_files(files, self.scans, self.seed)
+
+
+#: The default calibration recipe of each registry model; :data:`LEGACY_RECIPE` for others.
+#: The pretrained VGG16 is calibrated on real training scans (size and the value of views
+#: and phantoms measured on a validation split: scripts/calibration_curve.py, README).
+DEFAULT_RECIPES: dict[str, CalibrationRecipe] = {
+    "vgg16-brain-mri": CalibrationRecipe(source="real", scans=256, views=1, phantoms=0),
+}
+#: The sample scans in 16 augmented views plus 32 phantoms: the default for models
+#: trained here on phantoms (e.g. ``alexnet``), whose inputs the real set does not match.
+LEGACY_RECIPE = CalibrationRecipe(source="samples", scans=None, views=16, phantoms=32)
+
+
+def default_recipe(model_name: str) -> CalibrationRecipe:
+    """The default :class:`CalibrationRecipe` of the registry model ``model_name``."""
+    return DEFAULT_RECIPES.get(model_name, LEGACY_RECIPE)
+
+
+def calibration_set(spec, recipe: CalibrationRecipe, batch_size: int = 16) -> list[torch.Tensor]:
+    """Model-input batches for ``spec`` drawn by ``recipe`` (order shuffled with its seed).
+
+    Raises:
+        ValueError: no such folder, or it holds no readable scan.
+    """
+    files = recipe.files()
+    images: list[np.ndarray] = []
+    if files:
+        slices = load_slices(files, spec)
+        images = augmented_views(slices, recipe.views, recipe.seed) if recipe.views > 1 else slices
+    images += [phantom_sample(i, seed=10_000 + recipe.seed)[0] for i in range(recipe.phantoms)]
+    if not images:
+        raise ValueError("the calibration recipe gives no image (views 0 and no phantoms)")
+    order = np.random.default_rng(recipe.seed).permutation(len(images))
     return calibration_batches([images[i] for i in order], spec, batch_size)
 
 
@@ -119,13 +258,14 @@ def folder_calibration(folder: str | os.PathLike[str], spec, views_per_scan: int
     if max_scans is not None and len(files) > max_scans:
         rng = np.random.default_rng(seed)
         files = [files[i] for i in sorted(rng.choice(len(files), max_scans, replace=False))]
-    images = augmented_views(load_slices(files), views_per_scan, seed)
+    images = augmented_views(load_slices(files, spec), views_per_scan, seed)
     return calibration_batches(images, spec, batch_size)
 
 
 def calibration_for(spec, source: str = "default", views: int = 16, phantoms: int = 32,
                     seed: int = 0) -> list[torch.Tensor]:
-    """Calibration batches by name, as ``python -m hscc_core compress --calib`` takes them.
+    """Calibration batches by the legacy names (sample scans + phantoms); new code uses
+    :class:`CalibrationRecipe` and :func:`calibration_set`.
 
     Args:
         spec: the model's :class:`models.ModelSpec`.

@@ -26,10 +26,11 @@ from torch.utils.data import Dataset
 
 from preprocessing.augment import SliceAugmenter
 from preprocessing.phantoms import PHANTOM_CLASSES, PhantomConfig, phantom_label, phantom_sample
-from preprocessing.transforms import normalize_intensity, to_model_input
+from preprocessing.transforms import is_eight_bit, model_window, to_model_input
 
 if TYPE_CHECKING:
     from models._spec import ModelSpec
+    from preprocessing.scan import Scan
 
 __all__ = [
     "CLASS_FOLDER_ALIASES",
@@ -218,8 +219,8 @@ class BrainMRIFolder(Dataset):
         counts = np.bincount(self.targets, minlength=len(self.class_names))
         return {name: int(c) for name, c in zip(self.class_names, counts)}
 
-    def load_slice(self, index: int) -> np.ndarray:
-        """The raw 2-D slice of sample ``index`` (``(H, W)`` float32, scanner units).
+    def load_item(self, index: int) -> "Scan":
+        """The :class:`~preprocessing.scan.Scan` of sample ``index``.
 
         Raises:
             ScanError: the file cannot be read; the message names the file.
@@ -229,23 +230,34 @@ class BrainMRIFolder(Dataset):
 
         path = self.samples[index][0]
         try:
-            return load_scan(path).image()
+            return load_scan(path)
         except ScanError as e:
             # name the file relative to the split folder: enough to find it, without
             # repeating parent folders that may carry identifiers
             where = path.relative_to(self.split_dir).as_posix()
             raise ScanError(f"sample {index} ({self.split_dir.name}/{where}) could not be read: {e}") from e
 
+    def load_slice(self, index: int) -> np.ndarray:
+        """The raw 2-D slice of sample ``index`` (``(H, W)`` float32, scanner units).
+
+        Raises:
+            ScanError: the file cannot be read; the message names the file.
+        """
+        return self.load_item(index).image()
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        """``(tensor (C, H, W) float32, label)`` of sample ``index``."""
+        """``(tensor (C, H, W) float32, label)`` of sample ``index``, through the model's own
+        input contract (:func:`preprocessing.transforms.to_model_input`)."""
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         index %= len(self)
-        image = self.load_slice(index)
+        scan = self.load_item(index)
+        eight_bit = is_eight_bit(scan)
         if self._augmenter is not None:
-            tensor = to_model_input(self._augmenter(normalize_intensity(image)), self.spec, normalize=False)
+            window = model_window(scan.image(), self.spec, eight_bit)
+            tensor = to_model_input(self._augmenter(window), self.spec, normalize=False)
         else:
-            tensor = to_model_input(image, self.spec, normalize=True)
+            tensor = to_model_input(scan.image(), self.spec, normalize=True, eight_bit=eight_bit)
         return tensor, self.samples[index][1]
 
     def verify(self) -> list[tuple[Path, str]]:

@@ -106,3 +106,36 @@ def test_disagreement_is_flagged_and_text_is_escaped(pair):
     assert "Speed-up on this scan: <b>5.0x</b>" in html
     odd = ModelPair(pair.original, pair.compressed, pair.report, name="<script>x</script>", reference_name="r")
     assert "<script>" not in comparison_html(cmp, odd)
+
+
+def test_page_shows_the_real_test_measurement_of_exactly_this_artifact(tmp_path):
+    """A compressed artifact with an ``evaluate --data`` sidecar: the page reads the numbers
+    from that file; after the artifact changes, it says there is no measurement."""
+    from hscc_core import artifacts
+    from hscc_core.compress import compress
+    from hscc_core.config import CompressionConfig
+    from hscc_core.testset import evaluate_models, load_test_set, write_evaluation
+    from webapp.models import load_model_pair
+
+    torch.manual_seed(0)
+    dense = build_model("alexnet")
+    compressed, _ = compress(dense, None, CompressionConfig(method="svd", budget=1.5, include=("features.*",)),
+                             progress=False)
+    path = tmp_path / "alexnet-svd.safetensors"
+    artifacts.save(compressed, path)
+    test_set = load_test_set(ROOT / "tests" / "fixtures" / "brain-mri-mini" / "Testing", dense.spec, progress=False)
+    result = evaluate_models(dense, {"svd": artifacts.load(path)}, test_set, n_bootstrap=50, progress=False,
+                             latency_repeats=1)
+    write_evaluation(path, result, "svd")
+    pair = load_model_pair(str(path), reference="alexnet", progress=False, log=lambda _m: None)
+    image = load_scan(SAMPLES / "Te-gl_0010.jpg").image()
+    html_text = comparison_html(compare_slice(pair, image, repeats=1, eight_bit=True), pair)
+    row = result["rows"][1]
+    assert 'id="real-test"' in html_text and f"Measured on {test_set.summary()['n']} labelled real scans" in html_text
+    assert f"{100 * row['agreement']:.1f}%" in html_text and f"{100 * row['accuracy']:.1f}%" in html_text
+    with torch.no_grad():  # another model under the same name: the measurement no longer applies
+        next(compressed.parameters()).add_(1e-3)
+    artifacts.save(compressed, path)
+    pair = load_model_pair(str(path), reference="alexnet", progress=False, log=lambda _m: None)
+    assert pair.evaluation is None
+    assert "No real-test-set measurement" in comparison_html(compare_slice(pair, image, repeats=1), pair)

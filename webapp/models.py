@@ -22,6 +22,7 @@ from torch import nn
 from hscc_core.artifacts import load, load_metadata, resolve_model
 from hscc_core.cache import cache_path, compressed_model, load_report
 from hscc_core.inference import optimize_for_inference
+from hscc_core.testset import load_evaluation
 
 __all__ = ["ModelPair", "load_model_pair"]
 
@@ -41,6 +42,9 @@ class ModelPair:
             building the reference.
         lock: held while the models are timed, so that concurrent requests do not share
             the CPU cores during a measurement (latencies stay honest).
+        evaluation: the ``evaluate --data`` result measured on exactly this compressed
+            artifact (its sidecar, see :func:`hscc_core.testset.load_evaluation`), or
+            ``None`` when there is none for these bytes.
     """
 
     original: nn.Module
@@ -49,6 +53,7 @@ class ModelPair:
     name: str
     reference_name: str
     seconds: dict[str, float] = field(default_factory=dict)
+    evaluation: dict[str, Any] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -110,6 +115,7 @@ def load_model_pair(model: str = "vgg16-brain-mri", method: str = "hscc", budget
         seconds["compressed_artifact"] = time.perf_counter() - t0
         log(f"loaded compressed artifact {model} in {seconds['compressed_artifact']:.1f} s")
         reference = reference or meta["base"]
+        artifact = Path(model)
     else:
         path = cache_path(model, method, budget, cache_dir)
         before = _mtime(path)
@@ -118,6 +124,7 @@ def load_model_pair(model: str = "vgg16-brain-mri", method: str = "hscc", budget
         loaded = before is not None and _mtime(path) == before  # else it was (re)built
         seconds["compressed_load" if loaded else "compressed_build"] = time.perf_counter() - t0
         reference = reference or model
+        artifact = path
     t1 = time.perf_counter()
     original = resolve_model(reference)
     seconds["reference_load"] = time.perf_counter() - t1
@@ -129,7 +136,7 @@ def load_model_pair(model: str = "vgg16-brain-mri", method: str = "hscc", budget
     # Both models in the CPU-friendly layout, so the speed-up compares like with like.
     return ModelPair(original=optimize_for_inference(original), compressed=optimize_for_inference(compressed),
                      report=report, name=_method_name(report, method), reference_name=Path(str(reference)).name,
-                     seconds=seconds)
+                     seconds=seconds, evaluation=load_evaluation(artifact))
 
 
 def _mtime(path: Path) -> int | None:

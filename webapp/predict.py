@@ -103,19 +103,23 @@ def _result(logits: torch.Tensor, class_names, latency_ms: float) -> ModelResult
     return ModelResult(class_names[best], dict(zip(class_names, probs)), latency_ms)
 
 
-def compare_slice(pair: ModelPair, image: np.ndarray, repeats: int = DEFAULT_REPEATS) -> Comparison:
+def compare_slice(pair: ModelPair, image: np.ndarray, repeats: int = DEFAULT_REPEATS,
+                  eight_bit: bool = False) -> Comparison:
     """Run both models on one 2-D slice.
 
     Args:
         pair: the models.
-        image: ``(H, W)`` slice in native units (normalised here, as for ``predict``).
+        image: ``(H, W)`` slice in native units (brought to the model's input contract
+            here, as for ``predict``).
+        eight_bit: the slice is 8-bit PNG/JPEG pixels (see
+            :func:`preprocessing.transforms.is_eight_bit`).
         repeats: timed runs per model; the models take turns (interleaved) so that load
             on the machine affects both alike.
 
     Returns:
         The :class:`Comparison`; latencies are medians of ``repeats`` batch-of-one runs.
     """
-    x = to_model_input(image, pair.spec)
+    x = to_model_input(image, pair.spec, eight_bit=eight_bit)
     with pair.lock:  # one measurement at a time: concurrent users must not share the cores
         (out_c, ms_c), (out_o, ms_o) = time_forward_interleaved(
             [pair.compressed, pair.original], x.unsqueeze(0), repeats=repeats)
@@ -171,7 +175,31 @@ def comparison_html(cmp: Comparison, pair: ModelPair) -> str:
     speed = (f'<p id="speedup" class="hscc-speedup">Speed-up on this scan: <b>{cmp.speedup:.1f}x</b> '
              f'(FLOPs {flops_ratio:.1f}x fewer; {cmp.threads} CPU thread{"s" if cmp.threads != 1 else ""}, '
              f'models timed in turns).</p>')
-    return banner + table + speed
+    return banner + table + speed + real_test_html(pair)
+
+
+def real_test_html(pair: ModelPair) -> str:
+    """What ``evaluate --data`` measured for exactly this compressed artifact on a real
+    labelled test set (read from its sidecar file), or a line saying it was not measured."""
+    ev = pair.evaluation
+    if not ev:
+        return ('<p id="real-test" class="hscc-realtest">No real-test-set measurement for this compressed model '
+                'yet (<code>python -m hscc_core evaluate --data DIR</code> records one).</p>')
+    row, ref, test = ev["row"], ev["reference"], ev["test_set"]
+
+    def pct(key: str, r: dict) -> str:
+        value, se = r.get(key), r.get(f"{key}_se")
+        if value is None:
+            return "n/a"
+        return f"{100 * value:.1f}%" + (f" ± {100 * se:.1f}" if se is not None else "")
+
+    e = html.escape
+    return (f'<p id="real-test" class="hscc-realtest">Measured on {int(test["n"])} labelled real scans '
+            f'({e(str(test.get("dataset") or ""))}/{e(str(test.get("split") or test.get("folder") or ""))}): '
+            f'the compressed model agrees with the uncompressed one on <b>{pct("agreement", row)}</b> of them '
+            f'({pct("agreement_confident", row)} where the uncompressed model is at least '
+            f'{ev.get("confident_threshold", 0.9):g} sure); accuracy {pct("accuracy", row)} compressed vs '
+            f'{pct("accuracy", ref)} uncompressed (± bootstrap SE).</p>')
 
 
 def scan_summary(scan: Scan, index: int | None = None) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from preprocessing import Scan, ScanError, load_scan
+from preprocessing import Scan, ScanError, is_eight_bit, load_scan
 
 from .models import ModelPair
 from .predict import DEFAULT_REPEATS, compare_slice, comparison_html, label_value, scan_summary
@@ -64,7 +64,7 @@ def _empty(status: str) -> tuple:
 
 
 def _outputs_for(pair: ModelPair, scan: Scan, index: int | None, repeats: int) -> tuple:
-    cmp = compare_slice(pair, scan.image(index), repeats=repeats)
+    cmp = compare_slice(pair, scan.image(index), repeats=repeats, eight_bit=is_eight_bit(scan))
     return (cmp.image, label_value(cmp.compressed), label_value(cmp.original), comparison_html(cmp, pair))
 
 
