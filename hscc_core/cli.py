@@ -217,6 +217,11 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                    help="knowledge-distillation epochs against the original on the calibration images "
                         "(20%% held out for early stopping); 0 = none")
     p.add_argument("--finetune-lr", type=float, default=1e-4, help="peak learning rate of the fine-tuning")
+    p.add_argument("--finetune-data", default=None, metavar="DIR",
+                   help="distil on the scans under DIR (recursive, unlabelled: the original's outputs are the "
+                        "targets) instead of the calibration images, e.g. a data set's Training/ folder")
+    p.add_argument("--finetune-scans", type=int, default=None,
+                   help="at most this many --finetune-data scans, balanced over class folders")
     p.add_argument("--no-figures", action="store_true",
                    help="skip the per-layer region PNGs (written to OUT's name + '_layers/')")
     p.add_argument("--seed", type=int, default=0)
@@ -277,13 +282,23 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     except (ValueError, ArtifactError) as e:
         raise CliError(str(e)) from e
     calibration = recipe = None
-    if args.method == "hscc" or finetune.epochs > 0:
+    if args.method == "hscc" or (finetune.epochs > 0 and not args.finetune_data):
         recipe = calibration_recipe_from_args(args.model, args)
         print(f"building calibration set ({_describe_recipe(recipe)})", file=sys.stderr)
         calibration = calibration_batches_for(model.spec, recipe)
     compressed, report = compress(model, calibration if args.method == "hscc" else None, config)
     if finetune.epochs > 0:
-        report.finetune = distill(compressed, model, calibration, finetune)
+        data = calibration
+        if args.finetune_data:
+            from preprocessing.calibration import CalibrationRecipe
+
+            kd_recipe = CalibrationRecipe(source=args.finetune_data, scans=args.finetune_scans, seed=args.seed)
+            print(f"reading distillation scans ({_describe_recipe(kd_recipe)})", file=sys.stderr)
+            data = calibration_batches_for(model.spec, kd_recipe)
+        report.finetune = distill(compressed, model, data, finetune)
+        if args.finetune_data:
+            report.finetune["data"] = {"folder": Path(args.finetune_data).name,
+                                       "images": sum(len(b) for b in data)}
         print(f"fine-tuned {report.finetune['epochs_run']} epoch(s): held-out agreement with the original "
               f"{report.finetune['val_agreement_before']:.1%} -> {report.finetune['val_agreement_after']:.1%}",
               file=sys.stderr)

@@ -66,6 +66,11 @@ def kd_files(data: str, n: int, seed: int = 5) -> list[Path]:
     return [folder.samples[i][0] for i in sorted(rng.choice(train_idx, n, replace=False))]
 
 
+def kd_lr_tag(run: str, args) -> bool:
+    """Distillation runs at another than the default learning rate carry it in their key."""
+    return len(run.split(":")) > 4 and args.kd_lr != 1e-4
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
@@ -73,6 +78,10 @@ def main() -> int:
     ap.add_argument("--per-class", type=int, default=100, help="validation scans per class")
     ap.add_argument("--out", default="runs/calibration_curve.jsonl")
     ap.add_argument("--regions", default="1x1")
+    ap.add_argument("--kd-lr", type=float, default=1e-4, help="peak learning rate of the distillation runs")
+    ap.add_argument("--tag", default="", help="names a code or config variant: part of each run's key")
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="CompressionConfig overrides, e.g. negligible_share=0 ratio_bounds=0.5,2.5")
     args = ap.parse_args()
     torch.manual_seed(0)
     model = build_model("vgg16-brain-mri")
@@ -96,8 +105,13 @@ def main() -> int:
     if out.is_file():
         done = {json.loads(l)["run"] for l in out.read_text().splitlines() if l.strip()}
     gh, gw = (int(v) for v in args.regions.split("x"))
+    overrides = {}
+    for item in args.set:
+        field, value = item.split("=", 1)
+        parsed = json.loads(value) if not ("," in value and not value.startswith("[")) else [float(v) for v in value.split(",")]
+        overrides[field] = tuple(parsed) if isinstance(parsed, list) else parsed
     for run in args.runs:
-        key = run + ("" if args.regions == "1x1" else f"@{args.regions}")
+        key = run + ("" if not kd_lr_tag(run, args) else f"/lr{args.kd_lr:g}") + ("" if args.regions == "1x1" else f"@{args.regions}") + (f"#{args.tag}" if args.tag else "")
         if key in done:
             continue
         parts = [int(v) for v in run.split(":")]
@@ -105,7 +119,7 @@ def main() -> int:
         kd_images, kd_epochs = (parts[4], parts[5]) if len(parts) > 4 else (0, 0)
         t0 = time.perf_counter()
         n_images = n_scans * max(views, 1) + phantoms
-        saved = ROOT / "runs" / "curve_models" / f"{budget}-{n_scans}-{views}-{phantoms}-{args.regions}.safetensors"
+        saved = ROOT / "runs" / "curve_models" / f"{budget}-{n_scans}-{views}-{phantoms}-{args.regions}{args.tag}.safetensors"
         if saved.is_file():  # the same compression without distillation was measured before
             compressed = artifacts.load(saved)
             flops_ratio = json.loads(artifacts.report_path(saved).read_text())["flops_ratio"]
@@ -115,7 +129,7 @@ def main() -> int:
             images += [phantom_sample(i, seed=10_000)[0] for i in range(phantoms)]
             order = np.random.default_rng(0).permutation(len(images))
             batches = calibration_batches([images[i] for i in order], spec)
-            config = CompressionConfig(method="hscc", budget=float(budget), regions=(gh, gw))
+            config = CompressionConfig(method="hscc", budget=float(budget), regions=(gh, gw), **overrides)
             compressed, report = compress(model, batches, config, progress=False)
             flops_ratio = report.flops_ratio
             saved.parent.mkdir(parents=True, exist_ok=True)
@@ -125,11 +139,11 @@ def main() -> int:
         if kd_images:
             kd_slices = load_slices(kd_files(args.data, kd_images), spec)
             kd = distill(compressed, model, calibration_batches(kd_slices, spec, 32),
-                         FinetuneConfig(epochs=kd_epochs, label_weight=0.0), progress=False)
+                         FinetuneConfig(epochs=kd_epochs, lr=args.kd_lr, label_weight=0.0), progress=False)
         p = probabilities(compressed.to(memory_format=torch.channels_last), xs)
         fid = fidelity(p_ref, p)
-        row = {"run": key, "budget": budget, "scans": n_scans, "views": views, "phantoms": phantoms,
-               "kd_images": kd_images, "kd_epochs": kd_epochs, "regions": args.regions,
+        row = {"run": key, "tag": args.tag, "overrides": overrides, "budget": budget, "scans": n_scans, "views": views, "phantoms": phantoms,
+               "kd_images": kd_images, "kd_epochs": kd_epochs, "kd_lr": args.kd_lr if kd_images else None, "regions": args.regions,
                "calibration_images": n_images, "flops_ratio": flops_ratio,
                "agreement": fid["agreement"], "mean_kl": fid["mean_kl"],
                "agreement_confident": float(np.mean(p.argmax(1)[confident] == p_ref.argmax(1)[confident])),

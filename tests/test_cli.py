@@ -115,3 +115,21 @@ def test_compress_cli_writes_artifact_and_report(tmp_path, method):
     assert report["layers"] and all("ranks" in layer for layer in report["layers"])
     bad = run_cli("compress", "--model", "alexnet", "--regions", "2by2", "--out", str(out_path))
     assert bad.returncode == 2 and "2x2" in bad.stderr
+
+
+def test_compress_cli_calibrates_on_a_folder_and_distils_on_other_scans(tmp_path):
+    """--calib DIR with class folders (balanced, --calib-scans), the recipe in the report,
+    and distillation on unlabelled scans of another folder (--finetune-data)."""
+    fixture = ROOT / "tests" / "fixtures" / "brain-mri-mini" / "Testing"
+    out_path = tmp_path / "hscc.safetensors"
+    out = run_cli("compress", "--model", "alexnet", "--method", "hscc", "--budget", "3", "--include", "features.*",
+                  "--calib", str(fixture), "--calib-scans", "8", "--finetune-epochs", "1",
+                  "--finetune-data", str(fixture), "--finetune-scans", "12", "--no-figures", "--out", str(out_path))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out_path.with_suffix(".json").read_text())
+    assert report["calibration_images"] == 8
+    assert report["calibration"] == {"source": str(fixture), "scans": 8, "views": 1, "phantoms": 0, "seed": 0}
+    assert report["finetune"]["data"] == {"folder": "Testing", "images": 12}
+    assert report["finetune"]["images_train"] + report["finetune"]["images_val"] == 12
+    bad = run_cli("compress", "--model", "alexnet", "--calib", str(tmp_path / "none"), "--out", str(out_path))
+    assert bad.returncode == 2 and "--calib" in bad.stderr

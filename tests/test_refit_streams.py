@@ -107,7 +107,7 @@ def test_small_streams_stay_in_ram(net, monkeypatch, tmp_path):
 
 def test_spill_threshold_env_var(monkeypatch):
     monkeypatch.delenv("HSCC_SPILL_BYTES", raising=False)
-    assert hc._spill_threshold() == hc.SPILL_THRESHOLD_BYTES == 1 << 30
+    assert hc._spill_threshold() == hc.SPILL_THRESHOLD_BYTES == 1 << 28
     monkeypatch.setenv("HSCC_SPILL_BYTES", "12345")
     assert hc._spill_threshold() == 12345
     monkeypatch.setenv("HSCC_SPILL_BYTES", "lots")
