@@ -31,6 +31,7 @@ def main() -> int:
     from webapp.ui import EXAMPLES
 
     client = Client(args.url, verbose=False, download_files=False)
+    real_test = None
     print(f"{'scan':<28} {'compressed':<24} {'uncompressed':<24} {'ms comp':>8} {'ms orig':>8} {'speed-up':>8}")
     for path in EXAMPLES:
         _, status, _, label_c, label_o, html = client.predict(handle_file(str(path)), api_name="/predict")
@@ -39,6 +40,8 @@ def main() -> int:
               f"{_cell(html, 'latency-compressed').removesuffix(' ms'):>8} "
               f"{_cell(html, 'latency-original').removesuffix(' ms'):>8} {speed.group(1) if speed else '?':>7}x"
               + ("" if "Models agree" in html else "   DISAGREE"))
+        real_test = real_test or _cell(html, "real-test")
+    print(f"page: {real_test}")
     return 0
 
 
