@@ -9,8 +9,8 @@ from .errors import ScanError
 from .loader import load_scan
 from .readers.nifti import write_nifti_slice, write_nifti_volume
 from .scan import MAX_SIDE, MAX_VOXELS, MIN_SIDE, Scan, default_slice
-from .transforms import is_eight_bit, model_window, normalize_intensity, scan_to_model_input, scan_window, to_model_input
+from .transforms import is_eight_bit, model_window, normalize_intensity, scan_to_model_input, to_model_input
 
 __all__ = ["MAX_SIDE", "MAX_VOXELS", "MIN_SIDE", "Scan", "ScanError", "default_slice", "load_scan",
            "is_eight_bit", "model_window",
-           "normalize_intensity", "scan_to_model_input", "scan_window", "to_model_input", "write_nifti_slice", "write_nifti_volume"]
+           "normalize_intensity", "scan_to_model_input", "to_model_input", "write_nifti_slice", "write_nifti_volume"]

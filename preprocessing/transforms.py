@@ -15,16 +15,15 @@ Two steps, kept separate because they answer different questions:
      percentile window :data:`DEFAULT_PERCENTILES`, as in our training pipeline.
 
 2. :func:`to_model_input` resizes to the model's input size with its own filter
+   (:func:`resize_slice`)
    (``ModelSpec.resize``: OpenCV area averaging, or Pillow's antialiased filters as a
    Keras/PIL pipeline uses them), replicates grey to RGB where the model wants three
    channels, and applies the model's mean/std.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
@@ -93,34 +92,10 @@ def model_window(image: np.ndarray, spec: "ModelSpec", eight_bit: bool = False) 
     return normalize_intensity(image, DEFAULT_PERCENTILES)
 
 
-def scan_window(scan: "Scan", spec: "ModelSpec", index: int | None = None) -> np.ndarray:
-    """:func:`model_window` of slice ``index`` (default: the scan's default slice)."""
-    return model_window(scan.image(index), spec, is_eight_bit(scan))
-
-
 def scan_to_model_input(scan: "Scan", spec: "ModelSpec", index: int | None = None) -> torch.Tensor:
     """``(C, H, W)`` model input of slice ``index`` of ``scan`` (its own scale decides
     the window, see :func:`model_window`)."""
     return to_model_input(scan.image(index), spec, eight_bit=is_eight_bit(scan))
-
-
-def model_transform(spec: "ModelSpec") -> A.Compose:
-    """The albumentations pipeline that turns a ``[0, 1]`` grey ``(H, W)`` slice into the
-    model's input layout ``(H', W', C)`` (area resize, then mean/std normalisation); the
-    ``"area"`` path of :func:`to_model_input`."""
-    return _cached_transform(tuple(spec.input_size), tuple(spec.mean), tuple(spec.std))
-
-
-@lru_cache(maxsize=16)
-def _cached_transform(size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...]) -> A.Compose:
-    # Building a Compose validates every transform: too slow to repeat per image.
-    height, width = size
-    return A.Compose(
-        [
-            A.Resize(height, width, interpolation=cv2.INTER_AREA),
-            A.Normalize(mean=mean, std=std, max_pixel_value=1.0),
-        ]
-    )
 
 
 def resize_slice(grey: np.ndarray, spec: "ModelSpec") -> np.ndarray:
@@ -147,21 +122,14 @@ def to_model_input(image: np.ndarray, spec: "ModelSpec", normalize: bool = True,
             ``scaling="uint8"`` model it is then resized in 8 bits and divided by 255,
             exactly as that model's training pipeline did.
     """
-    if spec.resize == "area":
-        grey = model_window(image, spec, eight_bit) if normalize else np.asarray(image, dtype=np.float32)
-        if spec.channels == 3:
-            grey = np.repeat(grey[:, :, None], 3, axis=2)
-        out = model_transform(spec)(image=grey)["image"]
+    if normalize and eight_bit and spec.scaling == "uint8" and spec.resize != "area":
+        pixels = np.clip(np.rint(np.asarray(image, dtype=np.float32)), 0, 255).astype(np.uint8)
+        grey = resize_slice(pixels, spec).astype(np.float32) / 255.0
     else:
-        if normalize and eight_bit and spec.scaling == "uint8":
-            pixels = np.clip(np.rint(np.asarray(image, dtype=np.float32)), 0, 255).astype(np.uint8)
-            grey = resize_slice(pixels, spec).astype(np.float32) / 255.0
-        else:
-            # clipped like the 8-bit path, where Pillow clips bicubic overshoot to 0..255
-            grey = np.clip(resize_slice(model_window(image, spec, eight_bit) if normalize else image, spec), 0.0, 1.0)
-        mean = np.asarray(spec.mean, dtype=np.float32)
-        std = np.asarray(spec.std, dtype=np.float32)
-        out = (np.repeat(grey[:, :, None], spec.channels, axis=2) - mean) / std
-    if out.ndim == 2:
-        out = out[:, :, None]
+        grey = resize_slice(model_window(image, spec, eight_bit) if normalize else image, spec)
+        if spec.resize != "area":  # clipped like the 8-bit path, where Pillow clips bicubic overshoot
+            grey = np.clip(grey, 0.0, 1.0)
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    out = (np.repeat(grey[:, :, None], spec.channels, axis=2) - mean) / std
     return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32))

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hscc_core.evaluate import probabilities as model_probabilities  # noqa: E402
 from hscc_core.metrics import classification_report  # noqa: E402
 from models import build_model  # noqa: E402
 from preprocessing.datasets import BrainMRIFolder, stratified_split  # noqa: E402
@@ -48,13 +49,9 @@ def validation_subset(root: str, spec, per_class: int, seed: int) -> list[tuple[
     return [folder.samples[i] for i in chosen]
 
 
-@torch.no_grad()
 def probabilities(model, tensors: list[torch.Tensor], batch: int = 16) -> np.ndarray:
-    out = []
-    for i in range(0, len(tensors), batch):
-        x = torch.stack(tensors[i:i + batch]).contiguous(memory_format=torch.channels_last)
-        out.append(torch.softmax(model(x), 1).numpy())
-    return np.concatenate(out)
+    """Softmax outputs over ``(C, H, W)`` tensors, in batches (:func:`hscc_core.evaluate.probabilities`)."""
+    return model_probabilities(model, [torch.stack(tensors[i:i + batch]) for i in range(0, len(tensors), batch)])
 
 
 def main() -> int:
