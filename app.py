@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from hscc_core.artifacts import ArtifactError
+    from hscc_core import ArtifactError
     from webapp.models import load_model_pair
 
     threads = args.threads or len(os.sched_getaffinity(0))

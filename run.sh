@@ -3,7 +3,7 @@
 # The first start builds the compressed model once (a few minutes; cached in artifacts/).
 # Extra arguments go to the app, e.g. ./run.sh --port 8080 --share   (see ./run.sh --help).
 # To classify files on the command line instead:
-#   .venv/bin/python -m hscc_core predict --model vgg16-brain-mri samples/*.jpg samples/dicom/* samples/nifti/*
+#   .venv/bin/hscc-mri predict --model vgg16-brain-mri samples/*.jpg samples/dicom/* samples/nifti/*
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh

@@ -1,9 +1,12 @@
-"""``python -m hscc_core``: see :mod:`hscc_core.cli`."""
+"""``python -m hscc_core``: an alias of the product's command line (``hscc-mri``).
+
+Kept because commands in notes and issues are spelt this way. The product layer is
+imported only here, at run time, so ``import hscc_core`` never loads it.
+"""
 from __future__ import annotations
 
+import importlib
 import sys
 
-from .cli import main
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(importlib.import_module("hscc_mri.cli").main())

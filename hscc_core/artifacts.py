@@ -1,15 +1,17 @@
-"""Safe model artifacts: a JSON structure spec plus tensors, in one safetensors file.
+"""Safe model artifacts: a JSON structure description plus tensors, in one safetensors file.
 
 A file holds everything needed to rebuild a model without running code from the file:
 
-* ``metadata["hscc"]``: JSON with the registry name of the base architecture, its
-  :class:`models.ModelSpec`, and the list of replaced submodules (path, module type
-  from :data:`MODULE_TYPES`, constructor arguments);
+* ``metadata["hscc"]``: JSON with the name of the base architecture (``base``), an
+  opaque description of it for the caller (``model_spec``), the list of replaced
+  submodules (path, module type from :data:`hscc_core.modules.MODULE_TYPES`, constructor
+  arguments) and ``extra`` JSON (e.g. the compression report);
 * the tensors: the model's ``state_dict``.
 
-Loading builds the base architecture from the registry, swaps in the listed modules
-and loads the tensors. Nothing is unpickled. Files that are not safetensors (e.g. a
-``torch.save`` pickle) are refused with a clear message.
+Loading asks the caller to build the base architecture (``build_base(base, model_spec)``:
+the library knows no model zoo), swaps in the listed modules and loads the tensors.
+Nothing is unpickled. Files that are not safetensors (e.g. a ``torch.save`` pickle) are
+refused with a clear message.
 """
 from __future__ import annotations
 
@@ -20,43 +22,26 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from models import ModelSpec, build_model
+from .errors import ArtifactError
+from .graph import replace_submodule
+from .modules import module_factory
+
+__all__ = ["ArtifactError", "FORMAT_VERSION", "atomic_write", "load", "load_metadata", "report_path", "save",
+           "save_with_report"]
 
 FORMAT_VERSION = 1
 _META_KEY = "hscc"
 
-#: Module types that an artifact may name, mapped to ``(config) -> nn.Module`` factories.
-#: The compressor registers its compressed layer types here.
-MODULE_TYPES: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
+#: ``build_base(base_name, model_spec) -> nn.Module``: the uncompressed architecture (its
+#: weights are overwritten by the artifact's tensors).
+BaseBuilder = Callable[[str, dict[str, Any]], nn.Module]
 
 
-class ArtifactError(ValueError):
-    """An artifact file is missing, malformed or unsafe."""
-
-
-def register_module_type(name: str, factory: Callable[[dict[str, Any]], nn.Module]) -> None:
-    """Allow artifacts to contain modules of type ``name`` built by ``factory(config)``."""
-    if name in MODULE_TYPES and MODULE_TYPES[name] is not factory:
-        raise ValueError(f"module type {name!r} is already registered")
-    MODULE_TYPES[name] = factory
-
-
-def _get_submodule_parent(model: nn.Module, path: str) -> tuple[nn.Module, str]:
-    parent_path, _, leaf = path.rpartition(".")
-    return (model.get_submodule(parent_path) if parent_path else model), leaf
-
-
-def replace_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    """Put ``module`` at dotted ``path`` inside ``model`` (works inside ``nn.Sequential``)."""
-    parent, leaf = _get_submodule_parent(model, path)
-    setattr(parent, leaf, module)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place,
     so a crash never leaves a half-written file under the final name."""
     path = Path(path)
@@ -71,18 +56,22 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def save(model: nn.Module, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+def save(model: nn.Module, path: str | os.PathLike, base: str, model_spec: dict[str, Any] | None = None,
+         extra: dict[str, Any] | None = None) -> Path:
     """Write ``model`` as a safe artifact at ``path`` (atomically).
 
-    The model must carry ``model.spec`` (a :class:`ModelSpec`) and, if compressed,
-    ``model.hscc_replacements``: a list of ``{"path", "type", "config"}`` dicts.
-    ``extra`` is stored as JSON (e.g. training history) and returned by :func:`load_metadata`.
+    Args:
+        model: the model; if compressed, it carries ``model.hscc_replacements`` (a list of
+            ``{"path", "type", "config"}`` dicts, set by :func:`hscc_core.compress`).
+        path: the ``.safetensors`` file to write.
+        base: name of the base architecture, handed back to ``build_base`` by :func:`load`.
+        model_spec: JSON-able description of the model for the caller (handed back too).
+        extra: more JSON (e.g. a training history), returned by :func:`load_metadata`.
     """
-    spec: ModelSpec = model.spec
     meta = {
         "format_version": FORMAT_VERSION,
-        "base": spec.name,
-        "model_spec": spec.to_dict(),
+        "base": base,
+        "model_spec": model_spec or {},
         "replacements": list(getattr(model, "hscc_replacements", [])),
         "extra": extra or {},
     }
@@ -98,12 +87,13 @@ def report_path(path: str | os.PathLike) -> Path:
     return path.with_suffix(".json") if path.suffix != ".json" else path.with_suffix(".report.json")
 
 
-def save_with_report(model: nn.Module, path: str | os.PathLike, report: dict[str, Any],
+def save_with_report(model: nn.Module, path: str | os.PathLike, report: dict[str, Any], base: str,
+                     model_spec: dict[str, Any] | None = None,
                      extra: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """:func:`save` ``model`` at ``path`` (``extra`` in its metadata, default
     ``{"report": report}``) and write ``report`` as JSON at :func:`report_path`, both
     atomically. Returns ``(artifact path, report path)``."""
-    path = save(model, path, extra={"report": report} if extra is None else extra)
+    path = save(model, path, base, model_spec, extra={"report": report} if extra is None else extra)
     json_path = report_path(path)
     text = json.dumps(report, indent=2)
     atomic_write(json_path, lambda tmp: tmp.write_text(text))
@@ -112,8 +102,6 @@ def save_with_report(model: nn.Module, path: str | os.PathLike, report: dict[str
 
 def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """Read only the JSON part of an artifact (fast; no tensors)."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"model file not found: {path}")
@@ -133,12 +121,20 @@ def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model saved at ``path`` (eval mode, ``model.spec`` set)."""
+def load(path: str | os.PathLike, build_base: BaseBuilder, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model saved at ``path`` in eval mode.
+
+    ``build_base(base, model_spec)`` makes the uncompressed architecture named in the
+    file; the recorded compressed modules replace its layers and the file's tensors are
+    loaded strictly. The result carries ``hscc_replacements``.
+    """
     meta = load_metadata(path)
-    model = build_model(meta["base"], pretrained=False)
+    try:
+        model = build_base(meta["base"], meta.get("model_spec") or {})
+    except (KeyError, ValueError) as e:
+        raise ArtifactError(f"{Path(path).name}: cannot build its base model {meta.get('base')!r}: {e}") from e
     for rep in meta["replacements"]:
-        factory = MODULE_TYPES.get(rep["type"])
+        factory = module_factory(rep["type"])
         if factory is None:
             raise ArtifactError(f"{Path(path).name}: unknown module type {rep['type']!r}")
         replace_submodule(model, rep["path"], factory(rep["config"]))
@@ -147,19 +143,5 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Modu
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ArtifactError(f"{Path(path).name}: tensors do not match the recorded structure: {e}") from e
-    model.spec = ModelSpec.from_dict(meta["model_spec"])
     model.hscc_replacements = meta["replacements"]
     return model.to(device).eval()
-
-
-def resolve_model(name_or_path: str, device: str | torch.device = "cpu") -> nn.Module:
-    """A registry name (``vgg16-brain-mri``) or the path of a saved artifact."""
-    from models import list_models
-
-    if name_or_path in list_models():
-        return build_model(name_or_path).to(device)
-    if Path(name_or_path).exists():
-        return load(name_or_path, device)
-    raise ArtifactError(
-        f"{name_or_path!r} is neither a model name ({', '.join(list_models())}) nor an existing file"
-    )

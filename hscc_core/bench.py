@@ -14,13 +14,12 @@ the same thing:
 * **efficiency** = speed-up / FLOPs ratio: 1.0 means wall time fell exactly as much as
   FLOPs did; the design's bar is >= 0.7.
 
->>> from models import build_model
->>> res = bench_pair(build_model("alexnet"), build_model("alexnet"), batch_sizes=(1,), runs=20)
+>>> from torchvision.models import alexnet
+>>> res = bench_pair(alexnet(), alexnet(), input_shape=(3, 224, 224), batch_sizes=(1,), runs=20)
 >>> print(res.table())  # doctest: +SKIP
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -33,9 +32,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .flops import count_flops, count_params
+from .flops import count_flops, count_params, input_shape_of
 
-__all__ = ["BenchResult", "LatencyStats", "ModelBench", "add_bench_parser", "bench_pair"]
+__all__ = ["BenchResult", "LatencyStats", "ModelBench", "bench_pair"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ class ModelBench:
     """What was measured for one model of the pair.
 
     Attributes:
-        name: registry name, artifact path or ``spec.name``.
+        name: what the caller called the model (e.g. a registry name or a file name).
         flops: FLOPs of one forward pass at batch 1.
         params: ``numel`` of parameters and buffers.
         latency: batch size -> :class:`LatencyStats`.
@@ -199,6 +198,7 @@ def bench_pair(
     name_a: str | None = None,
     name_b: str | None = None,
     progress: bool = True,
+    input_shape: Sequence[int] | None = None,
 ) -> BenchResult:
     """Measure FLOPs, parameters and interleaved latency of two models on the same input.
 
@@ -207,30 +207,33 @@ def bench_pair(
     the process's thread count are restored on return.
 
     Args:
-        model_a: the reference model (speed-up is relative to it), with ``.spec``.
-        model_b: the model under test; ``spec.input_shape`` must equal model A's.
+        model_a: the reference model (speed-up is relative to it): any ``nn.Module``.
+        model_b: the model under test, taking the same input.
         batch_sizes: batch sizes to time, each on a fixed-seed ``torch.rand`` input of shape
-            ``spec.input_shape(batch)``.
+            ``(batch, *input_shape)``.
         runs: timed runs per model and batch size (>= 1; the design asks for >= 20).
         warmup: untimed runs per model and batch size before timing.
         threads: ``torch.set_num_threads`` during the benchmark.
         channels_last: run both models and inputs in ``torch.channels_last``.
-        name_a, name_b: names for the report (default ``spec.name``).
+        name_a, name_b: names for the report (default: the models' class names).
         progress: show a tqdm bar on stderr.
+        input_shape: ``(C, H, W)`` of one input; default: what the models state (see
+            :func:`hscc_core.flops.input_shape_of`), which must be the same for both.
 
     Returns:
         A :class:`BenchResult`.
 
     Raises:
-        ValueError: a model lacks ``.spec``, the input shapes differ, or an argument is
-            out of range.
+        ValueError: no input shape is given or stated, the models state different ones, or
+            an argument is out of range.
     """
-    for label, m in (("model_a", model_a), ("model_b", model_b)):
-        if getattr(m, "spec", None) is None:
-            raise ValueError(f"{label} ({type(m).__name__}) has no .spec (models.ModelSpec)")
-    shape_a, shape_b = model_a.spec.input_shape(1), model_b.spec.input_shape(1)
-    if shape_a != shape_b:
-        raise ValueError(f"the models take different inputs: A {shape_a[1:]} vs B {shape_b[1:]} (C, H, W)")
+    if input_shape is not None:
+        shape = input_shape_of(model_a, input_shape)[1:]
+    else:
+        shape_a, shape_b = input_shape_of(model_a), input_shape_of(model_b)
+        if shape_a != shape_b:
+            raise ValueError(f"the models take different inputs: A {shape_a[1:]} vs B {shape_b[1:]} (C, H, W)")
+        shape = shape_a[1:]
     batch_sizes = [int(n) for n in batch_sizes]
     if not batch_sizes or min(batch_sizes) < 1:
         raise ValueError(f"batch_sizes must be positive integers, got {batch_sizes}")
@@ -242,7 +245,7 @@ def bench_pair(
 
     models = (model_a, model_b)
     was_training = [m.training for m in models]
-    flops = [count_flops(m) for m in models]
+    flops = [count_flops(m, (1, *shape)) for m in models]
     params = [count_params(m) for m in models]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -259,7 +262,7 @@ def bench_pair(
         with torch.inference_mode():
             for n in batch_sizes:
                 gen = torch.Generator().manual_seed(n)
-                x = torch.rand(model_a.spec.input_shape(n), generator=gen).to(device, memory_format=fmt)
+                x = torch.rand((n, *shape), generator=gen).to(device, memory_format=fmt)
                 bar.set_postfix_str(f"batch {n}")
                 for _ in range(warmup):
                     for m in models:
@@ -282,78 +285,9 @@ def bench_pair(
                 m.to(memory_format=torch.contiguous_format)
             m.train(training)
 
-    names = (name_a or model_a.spec.name, name_b or model_b.spec.name)
+    names = (name_a or type(model_a).__name__, name_b or type(model_b).__name__)
     benches = [ModelBench(names[i], flops[i], params[i],
                           {n: LatencyStats.from_seconds(times[i][n], n) for n in batch_sizes})
                for i in range(2)]
     return BenchResult(benches[0], benches[1], threads=threads, channels_last=channels_last,
                        torch_version=torch.__version__, warmup=warmup)
-
-
-# ----------------------------------------------------------------------------- CLI
-_DESCRIPTION = """\
-Benchmark model B against model A on this machine's CPU, in one process.
-
-Measured, for each model:
-  FLOPs      one forward pass of one image at the model's input size, counted by
-             torch.utils.flop_counter (2 per multiply-add; bias and element-wise ops free)
-  params     numel of all parameters and buffers
-  latency    wall time of one forward pass per batch size: median and 90th percentile
-             of --runs timed runs after --warmup untimed ones; A and B are timed
-             interleaved (A B, B A, ...) on the same fixed-seed random input, with
-             the same thread count and memory format
-
-Derived:
-  FLOPs ratio  FLOPs(A) / FLOPs(B)
-  speed-up     median(A) / median(B) per batch size; > 1 means B is faster
-  efficiency   speed-up / FLOPs ratio: 1.0 means time fell as much as FLOPs did,
-               0.5 means only half the FLOPs saving shows up as speed (target >= 0.7)
-"""
-
-_EPILOG = """\
-example:
-  python -m hscc_core bench --model alexnet --vs checkpoints/alexnet-hscc-6x.safetensors --json
-"""
-
-
-def add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    """Register the ``bench`` subcommand on the CLI's subparsers."""
-    p = sub.add_parser("bench", help="benchmark two models: FLOPs, params, latency, speed-up",
-                       description=_DESCRIPTION, epilog=_EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, metavar="A",
-                   help="reference model (registry name or artifact path); speed-up is relative to it")
-    p.add_argument("--vs", required=True, metavar="B", help="model to compare (registry name or artifact path)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], metavar="N",
-                   help="batch sizes to time (default: 1 16)")
-    p.add_argument("--runs", type=int, default=30, help="timed runs per model and batch size (default: 30)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed runs before timing (default: 5)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads during timing (default: 2)")
-    fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--channels-last", dest="channels_last", action="store_true", default=True,
-                     help="run both models and inputs in torch.channels_last (default: the faster "
-                          "layout on CPU for both the original and the compressed models)")
-    fmt.add_argument("--contiguous", dest="channels_last", action="store_false",
-                     help="run both models and inputs in the contiguous NCHW layout instead")
-    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
-    p.set_defaults(func=_cmd_bench)
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from .artifacts import ArtifactError, resolve_model
-    from .cli import CliError
-
-    models = []
-    for flag, name in (("--model", args.model), ("--vs", args.vs)):
-        try:
-            models.append(resolve_model(name))
-        except ArtifactError as e:
-            raise CliError(f"{flag}: {e}") from e
-    try:
-        result = bench_pair(models[0], models[1], batch_sizes=args.batch_sizes, runs=args.runs,
-                            warmup=args.warmup, threads=args.threads, channels_last=args.channels_last,
-                            name_a=args.model, name_b=args.vs)
-    except ValueError as e:
-        raise CliError(str(e)) from e
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table(), flush=True)
-    return 0

@@ -3,9 +3,44 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any
 
-METHODS = ("hscc", "svd", "tucker")
+from .errors import CompressionError
+
+__all__ = ["Allocation", "CompressionConfig", "CompressionReport", "METHODS", "Method"]
+
+
+class Method(str, Enum):
+    """The compression methods. Members compare equal to their string values."""
+
+    HSCC = "hscc"      #: hierarchical spatio-channel clustering (data-aware)
+    SVD = "svd"        #: Global SVD of each layer's weights
+    TUCKER = "tucker"  #: Tucker-2 of each conv's kernel (truncated SVD for linear layers)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Allocation(str, Enum):
+    """How HSCC spreads the FLOPs budget over the layers."""
+
+    GREEDY = "greedy"    #: global, by response energy per FLOP, within ``ratio_bounds``
+    UNIFORM = "uniform"  #: one FLOPs ratio for every layer
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: The method names, in the order the CLI and reports list them.
+METHODS: tuple[str, ...] = tuple(m.value for m in Method)
+
+
+def _enum(kind: type[Enum], value: Any, what: str) -> Enum:
+    try:
+        return kind(value)
+    except ValueError:
+        raise CompressionError(f"{what} must be one of {', '.join(m.value for m in kind)}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -32,7 +67,7 @@ class CompressionConfig:
         seed: for anything random (clustering ties, data order).
     """
 
-    method: str = "hscc"
+    method: Method = Method.HSCC
     budget: float | None = 6.0
     energy: float | None = None
     regions: tuple[int, int] = (1, 1)
@@ -40,38 +75,48 @@ class CompressionConfig:
     sequential: bool = True
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    allocation: str = "greedy"
+    allocation: Allocation = Allocation.GREEDY
     ratio_bounds: tuple[float, float] = (0.5, 2.5)
     ridge: float = 1e-3
     rank_multiple: int = 16
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        # Strings are accepted everywhere ("hscc"); the config holds the enum members.
+        object.__setattr__(self, "method", _enum(Method, self.method, "method"))
+        object.__setattr__(self, "allocation", _enum(Allocation, self.allocation, "allocation"))
+        object.__setattr__(self, "regions", tuple(self.regions))
+        object.__setattr__(self, "include", tuple(self.include))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        object.__setattr__(self, "ratio_bounds", tuple(self.ratio_bounds))
+        self._check()
+
+    def _check(self) -> None:
+        error = CompressionError
         if (self.budget is None) == (self.energy is None):
-            raise ValueError("give exactly one of budget and energy")
+            raise error("give exactly one of budget and energy")
         if self.budget is not None and not self.budget > 1.0:
-            raise ValueError(f"budget must be > 1 (a FLOPs reduction factor), got {self.budget}")
+            raise error(f"budget must be > 1 (a FLOPs reduction factor), got {self.budget}")
         if self.energy is not None and not (0.0 < self.energy <= 1.0):
-            raise ValueError(f"energy must be in (0, 1], got {self.energy}")
+            raise error(f"energy must be in (0, 1], got {self.energy}")
         if self.energy is not None and self.method != "hscc":
-            raise ValueError("energy mode needs data: use method 'hscc'")
+            raise error("energy mode needs data: use method 'hscc'")
         if len(self.regions) != 2 or min(self.regions) < 1:
-            raise ValueError(f"regions must be (gh, gw) >= 1, got {self.regions}")
-        if self.allocation not in ("greedy", "uniform"):
-            raise ValueError(f"allocation must be 'greedy' or 'uniform', got {self.allocation!r}")
+            raise error(f"regions must be (gh, gw) >= 1, got {self.regions}")
         if self.rank_multiple < 1:
-            raise ValueError(f"rank_multiple must be >= 1, got {self.rank_multiple}")
+            raise error(f"rank_multiple must be >= 1, got {self.rank_multiple}")
         if self.clusters < 1:
-            raise ValueError(f"clusters must be >= 1, got {self.clusters}")
+            raise error(f"clusters must be >= 1, got {self.clusters}")
         if self.clusters > 1 and (self.energy is not None or self.allocation != "greedy"):
-            raise ValueError("channel clusters (K > 1) need the greedy budget allocation")
+            raise error("channel clusters (K > 1) need the greedy budget allocation")
         if self.method != "hscc" and (tuple(self.regions) != (1, 1) or self.clusters != 1):
-            raise ValueError(f"regions/clusters apply to HSCC only, not {self.method}")
+            raise error(f"regions/clusters apply to HSCC only, not {self.method}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready: enum members as their string values, tuples as they are."""
+        d = asdict(self)
+        d["method"], d["allocation"] = self.method.value, self.allocation.value
+        return d
 
 
 @dataclass

@@ -10,9 +10,9 @@ activations, pooling, normalisation and element-wise ops are free. For a ``Conv2
 Parameters are counted as the ``numel`` of every parameter **and** buffer, because a
 compressed model has to ship both.
 
->>> from models import build_model
->>> count_flops(build_model("alexnet", pretrained=False))
-471743616
+>>> from torchvision.models import alexnet
+>>> count_flops(alexnet(num_classes=4), input_shape=(1, 3, 224, 224))
+1420217728
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_flops", "count_params", "flops_by_module"]
+__all__ = ["count_flops", "count_params", "flops_by_module", "input_shape_of"]
 
 #: FlopCounterMode's key for the whole run.
 _GLOBAL = "Global"
@@ -36,15 +36,27 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _input_shape(model: nn.Module, input_shape: Sequence[int] | None) -> tuple[int, ...]:
+def input_shape_of(model: nn.Module, input_shape: Sequence[int] | None = None, batch: int = 1) -> tuple[int, ...]:
+    """The ``(N, C, H, W)`` input shape to run ``model`` at.
+
+    ``input_shape`` wins when given (a 3-tuple ``(C, H, W)`` gets ``batch`` prepended).
+    Otherwise the model must describe itself through an optional ``spec`` attribute with
+    an ``input_shape(batch)`` method (any object will do; the product's model spec is
+    one), which the compressor copies onto the compressed model.
+
+    Raises:
+        ValueError: neither is available.
+    """
     if input_shape is not None:
-        return tuple(int(s) for s in input_shape)
+        shape = tuple(int(s) for s in input_shape)
+        return (batch, *shape) if len(shape) == 3 else shape
     spec = getattr(model, "spec", None)
-    if spec is None:
-        raise ValueError(
-            f"{type(model).__name__} has no .spec (models.ModelSpec); pass input_shape=(1, C, H, W)"
-        )
-    return tuple(spec.input_shape(1))
+    if spec is None or not callable(getattr(spec, "input_shape", None)):
+        raise ValueError(f"{type(model).__name__} does not state its input size; pass input_shape=(1, C, H, W)")
+    return tuple(int(s) for s in spec.input_shape(batch))
+
+
+_input_shape = input_shape_of
 
 
 def _run_counter(model: nn.Module, input_shape: Sequence[int] | None) -> FlopCounterMode:
@@ -67,14 +79,14 @@ def count_flops(model: nn.Module, input_shape: Sequence[int] | None = None) -> i
 
     Args:
         model: the network; evaluated in eval mode (its training flag is restored after).
-        input_shape: ``(N, C, H, W)`` of the input; default ``model.spec.input_shape(1)``.
+        input_shape: ``(N, C, H, W)`` of the input; default from the model (:func:`input_shape_of`).
             Counts scale linearly with ``N``, so report batch 1.
 
     Returns:
         The total FLOPs of the pass.
 
     Raises:
-        ValueError: no ``input_shape`` was given and the model has no ``.spec``.
+        ValueError: no ``input_shape`` was given and the model does not state its input size.
     """
     return int(_run_counter(model, input_shape).get_total_flops())
 
@@ -92,7 +104,7 @@ def flops_by_module(model: nn.Module, input_shape: Sequence[int] | None = None) 
 
     Args:
         model: the network (see :func:`count_flops`).
-        input_shape: ``(N, C, H, W)``; default ``model.spec.input_shape(1)``.
+        input_shape: ``(N, C, H, W)``; default from the model (:func:`input_shape_of`).
 
     Returns:
         ``{module path: FLOPs}`` in ``named_modules()`` order.

@@ -61,14 +61,25 @@ def target_layers(model: nn.Module, include: Sequence[str] | None = None,
 
 
 @torch.no_grad()
-def layer_shapes(model: nn.Module, names: Sequence[str]) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Input and output shapes (batch 1) of each named layer at the model's input size."""
+def layer_shapes(model: nn.Module, names: Sequence[str],
+                 input_shape: Sequence[int] | None = None) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Input and output shapes (batch 1) of each named layer at the model's input size
+    (``input_shape``, else the model's own; see :func:`hscc_core.flops.input_shape_of`)."""
+    from .flops import input_shape_of
+
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     hooks = [model.get_submodule(n).register_forward_hook(
         lambda m, i, o, n=n: shapes.__setitem__(n, (tuple(i[0].shape), tuple(o.shape)))) for n in names]
     try:
-        model.eval()(torch.zeros(model.spec.input_shape(1)))
+        model.eval()(torch.zeros(input_shape_of(model, input_shape)))
     finally:
         for h in hooks:
             h.remove()
     return shapes
+
+
+def replace_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
+    """Put ``module`` at dotted ``path`` inside ``model`` (works inside ``nn.Sequential``)."""
+    parent_path, _, leaf = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, leaf, module)

@@ -19,13 +19,30 @@ channels, ``k`` kernel, ``d`` rank.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .artifacts import register_module_type
+__all__ = ["ClusterHead", "LowRankConv2d", "LowRankLinear", "MODULE_TYPES", "SpatialLowRankConv2d",
+           "TuckerConv2d", "module_factory", "register_module_type"]
+
+#: Module types that an artifact may name, mapped to ``(config) -> nn.Module`` factories.
+#: The compressed layer types below register themselves; users may add their own.
+MODULE_TYPES: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
+
+
+def register_module_type(name: str, factory: Callable[[dict[str, Any]], nn.Module]) -> None:
+    """Allow artifacts to contain modules of type ``name`` built by ``factory(config)``."""
+    if name in MODULE_TYPES and MODULE_TYPES[name] is not factory:
+        raise ValueError(f"module type {name!r} is already registered")
+    MODULE_TYPES[name] = factory
+
+
+def module_factory(name: str) -> Callable[[dict[str, Any]], nn.Module] | None:
+    """The factory registered for module type ``name`` (``None`` if there is none)."""
+    return MODULE_TYPES.get(name)
 
 
 def _pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:

@@ -5,7 +5,7 @@ head. MRI is grey, so the first conv reads one channel: replicating grey into RG
 triple the first layer's cost and add nothing. Input: ``1 x 128 x 128`` in ``[0, 1]``
 (128 rather than 224 pixels: on a 2-core CPU it trains 2.2x faster, and the phantom
 lesion cues survive the resolution). There are no shipped weights: train it with
-``python -m hscc_core train``.
+``hscc-mri train``.
 
 Training uses a BatchNorm variant (:func:`trainable_alexnet`), which converges far
 faster from scratch; :func:`fold_batchnorm` folds each BatchNorm into the conv before it,

@@ -9,7 +9,7 @@
 * :func:`stratified_split` makes a deterministic, per-class proportional train/val split.
 
 Both data sets return ``(tensor (C, H, W) float32, label int)`` shaped by the model's
-:class:`~models._spec.ModelSpec`; with ``augment=True`` the training augmentation of
+:class:`models.ModelSpec`; with ``augment=True`` the training augmentation of
 :mod:`preprocessing.augment` is applied to the ``[0, 1]`` slice first.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from preprocessing.phantoms import PHANTOM_CLASSES, PhantomConfig, phantom_label
 from preprocessing.transforms import is_eight_bit, model_window, to_model_input
 
 if TYPE_CHECKING:
-    from models._spec import ModelSpec
+    from models import ModelSpec
     from preprocessing.scan import Scan
 
 __all__ = [

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from models._spec import BRAIN_TUMOUR_CLASSES
+from models import BRAIN_TUMOUR_CLASSES
 from preprocessing._phantom_anatomy import VIEWS, Head, paint_anatomy, sample_head
 from preprocessing._phantom_canvas import Canvas, Ellipse, Frame, noise_pair, smooth_field
 from preprocessing._phantom_lesions import Lesion, paint_lesion, sample_lesion

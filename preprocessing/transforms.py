@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 if TYPE_CHECKING:
-    from models._spec import ModelSpec
+    from models import ModelSpec
 
     from .scan import Scan
 

@@ -33,14 +33,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from choose_preprocessing import probabilities, validation_subset  # noqa: E402
-from hscc_core import artifacts  # noqa: E402
-from hscc_core.compress import compress  # noqa: E402
-from hscc_core.config import CompressionConfig  # noqa: E402
-from hscc_core.finetune import FinetuneConfig, distill  # noqa: E402
-from hscc_core.metrics import fidelity  # noqa: E402
+from hscc_core import CompressionConfig, FinetuneConfig, compress, distill, fidelity, report_path  # noqa: E402
+from hscc_mri.calibration import augmented_views, calibration_batches, load_slices  # noqa: E402
+from hscc_mri.resolve import load_model, save_model_with_report  # noqa: E402
 from models import build_model  # noqa: E402
 from preprocessing import load_scan, scan_to_model_input  # noqa: E402
-from preprocessing.calibration import augmented_views, calibration_batches, load_slices  # noqa: E402
 from preprocessing.phantoms import phantom_sample  # noqa: E402
 
 CALIB = ROOT / "data" / "calibration" / "brain-mri"
@@ -121,8 +118,8 @@ def main() -> int:
         n_images = n_scans * max(views, 1) + phantoms
         saved = ROOT / "runs" / "curve_models" / f"{budget}-{n_scans}-{views}-{phantoms}-{args.regions}{args.tag}.safetensors"
         if saved.is_file():  # the same compression without distillation was measured before
-            compressed = artifacts.load(saved)
-            flops_ratio = json.loads(artifacts.report_path(saved).read_text())["flops_ratio"]
+            compressed = load_model(saved)
+            flops_ratio = json.loads(report_path(saved).read_text())["flops_ratio"]
         else:
             slices = load_slices(calibration_files(n_scans // 4), spec)
             images = augmented_views(slices, views, 0) if views > 1 else list(slices)
@@ -130,10 +127,10 @@ def main() -> int:
             order = np.random.default_rng(0).permutation(len(images))
             batches = calibration_batches([images[i] for i in order], spec)
             config = CompressionConfig(method="hscc", budget=float(budget), regions=(gh, gw), **overrides)
-            compressed, report = compress(model, batches, config, progress=False)
+            compressed, report = compress(model, batches, config, progress=False, name=spec.name)
             flops_ratio = report.flops_ratio
             saved.parent.mkdir(parents=True, exist_ok=True)
-            artifacts.save_with_report(compressed, saved, report.to_dict())
+            save_model_with_report(compressed, saved, report.to_dict())
         t_compress = time.perf_counter() - t0
         kd = None
         if kd_images:

@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hscc_core.evaluate import probabilities as model_probabilities  # noqa: E402
-from hscc_core.metrics import classification_report  # noqa: E402
+from hscc_mri.inference import probabilities as model_probabilities  # noqa: E402
+from hscc_core import classification_report  # noqa: E402
 from models import build_model  # noqa: E402
 from preprocessing.datasets import BrainMRIFolder, stratified_split  # noqa: E402
 from preprocessing.transforms import is_eight_bit, normalize_intensity, to_model_input  # noqa: E402
@@ -50,7 +50,7 @@ def validation_subset(root: str, spec, per_class: int, seed: int) -> list[tuple[
 
 
 def probabilities(model, tensors: list[torch.Tensor], batch: int = 16) -> np.ndarray:
-    """Softmax outputs over ``(C, H, W)`` tensors, in batches (:func:`hscc_core.evaluate.probabilities`)."""
+    """Softmax outputs over ``(C, H, W)`` tensors, in batches (:func:`hscc_mri.inference.probabilities`)."""
     return model_probabilities(model, [torch.stack(tensors[i:i + batch]) for i in range(0, len(tensors), batch)])
 
 

@@ -24,11 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hscc_core.compress import compress  # noqa: E402
-from hscc_core.config import CompressionConfig  # noqa: E402
-from hscc_core.finetune import FinetuneConfig, distill  # noqa: E402
-from hscc_core.report.data import load_data, obtain_alexnet, train_arguments  # noqa: E402
-from hscc_core.training import predict_proba  # noqa: E402
+from hscc_core import CompressionConfig, FinetuneConfig, compress, distill  # noqa: E402
+from hscc_mri.report.data import load_data, obtain_alexnet, train_recipe  # noqa: E402
+from hscc_mri.training import predict_proba  # noqa: E402
 from models import build_model  # noqa: E402
 
 
@@ -53,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    train_args = train_arguments("phantoms", args.checkpoint, args.seed, args.threads)
+    train_args = train_recipe("phantoms", args.checkpoint, args.seed, args.threads)
     spec = build_model("alexnet", pretrained=False).spec
     bundle = load_data(spec, train_args, 256, max(args.n_finetune))
     teacher, _ = obtain_alexnet(train_args, bundle.test, trust=True)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hscc_core.splits import phantom_split_seeds  # noqa: E402
+from hscc_mri.splits import phantom_split_seeds  # noqa: E402
 from preprocessing.phantoms import MAX_REDRAWS, PhantomSample, phantom_details  # noqa: E402
 
 

@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hscc_core import artifacts  # noqa: E402
-from hscc_core.splits import phantom_split_seeds  # noqa: E402
+from hscc_mri.resolve import load_model  # noqa: E402
+from hscc_mri.splits import phantom_split_seeds  # noqa: E402
 from preprocessing.datasets import PhantomDataset  # noqa: E402
 from preprocessing.phantoms import PHANTOM_CLASSES, phantom_details  # noqa: E402
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the train command's --seed")
     args = parser.parse_args(argv)
 
-    model = artifacts.load(args.checkpoint).eval()
+    model = load_model(args.checkpoint).eval()
     data_seed = phantom_split_seeds(args.seed)["test"]
     data = PhantomDataset(args.n, data_seed, model.spec)
     names = list(model.spec.class_names)

@@ -1,7 +1,7 @@
 """The two models the app compares: the compressed one and its uncompressed reference.
 
 ``--model`` is either a registry name (the compressed model is then built once with
-:func:`hscc_core.cache.compressed_model` and loaded from the cache afterwards) or the
+:func:`hscc_mri.cache.compressed_model` and loaded from the cache afterwards) or the
 path of an artifact. A compressed artifact *is* the model to show; its reference is the
 registry model it was built from (``--reference`` overrides, e.g. a trained checkpoint).
 An uncompressed artifact (e.g. a trained AlexNet checkpoint) is the reference and is
@@ -19,10 +19,10 @@ from typing import Any, Callable
 
 from torch import nn
 
-from hscc_core.artifacts import load, load_metadata, resolve_model
-from hscc_core.cache import cache_path, compressed_model, load_report
-from hscc_core.inference import optimize_for_inference
-from hscc_core.testset import load_evaluation
+from hscc_core import count_flops, count_params, load_metadata, optimize_for_inference
+from hscc_mri.cache import cache_path, compressed_model, load_report
+from hscc_mri.resolve import load_model, resolve_model
+from hscc_mri.testset import load_evaluation
 
 __all__ = ["ModelPair", "load_model_pair"]
 
@@ -43,7 +43,7 @@ class ModelPair:
         lock: held while the models are timed, so that concurrent requests do not share
             the CPU cores during a measurement (latencies stay honest).
         evaluation: the ``evaluate --data`` result measured on exactly this compressed
-            artifact (its sidecar, see :func:`hscc_core.testset.load_evaluation`), or
+            artifact (its sidecar, see :func:`hscc_mri.testset.load_evaluation`), or
             ``None`` when there is none for these bytes.
     """
 
@@ -75,7 +75,6 @@ def _method_name(report: dict[str, Any], fallback: str) -> str:
 
 def _fill_counts(report: dict[str, Any], original: nn.Module, compressed: nn.Module) -> dict[str, Any]:
     """Measure FLOPs/params that a report lacks (e.g. an artifact saved without one)."""
-    from hscc_core.flops import count_flops, count_params
 
     report = dict(report)
     for key, model, count in (("flops_original", original, count_flops), ("flops_compressed", compressed, count_flops),
@@ -111,7 +110,7 @@ def load_model_pair(model: str = "vgg16-brain-mri", method: str = "hscc", budget
     t0 = time.perf_counter()
     meta = load_metadata(model) if Path(model).is_file() else None
     if meta is not None and meta.get("replacements"):
-        compressed, report = load(model), load_report(model)
+        compressed, report = load_model(model), load_report(model)
         seconds["compressed_artifact"] = time.perf_counter() - t0
         log(f"loaded compressed artifact {model} in {seconds['compressed_artifact']:.1f} s")
         reference = reference or meta["base"]

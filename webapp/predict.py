@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hscc_core.inference import time_forward_interleaved
+from hscc_core import time_forward_interleaved
 from models import DISPLAY_NAMES
 from preprocessing import Scan, to_model_input
 
@@ -184,7 +184,7 @@ def real_test_html(pair: ModelPair) -> str:
     ev = pair.evaluation
     if not ev:
         return ('<p id="real-test" class="hscc-realtest">No real-test-set measurement for this compressed model '
-                'yet (<code>python -m hscc_core evaluate --data DIR</code> records one).</p>')
+                'yet (<code>hscc-mri evaluate --data DIR</code> records one).</p>')
     row, ref, test = ev["row"], ev["reference"], ev["test_set"]
 
     def pct(key: str, r: dict) -> str:

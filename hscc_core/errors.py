@@ -1,0 +1,17 @@
+"""Typed errors of the compressor library: catch :class:`HSCCError` for all of them."""
+from __future__ import annotations
+
+__all__ = ["ArtifactError", "CompressionError", "HSCCError"]
+
+
+class HSCCError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class ArtifactError(HSCCError, ValueError):
+    """An artifact file is missing, malformed or unsafe."""
+
+
+class CompressionError(HSCCError, ValueError):
+    """A compression cannot be done as asked (bad configuration, unreachable budget,
+    missing calibration data, a model the compressor cannot read)."""

@@ -1,0 +1,9 @@
+"""``python -m hscc_mri``: the command line (see :mod:`hscc_mri.cli`)."""
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

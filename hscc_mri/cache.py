@@ -1,0 +1,222 @@
+"""Build-once cache of compressed models.
+
+The first call for a (model, method, budget) compresses the model exactly as
+``hscc-mri compress`` does and saves a safe artifact plus its report JSON in
+the cache folder; later calls load that artifact in seconds. The file name carries a
+short hash of everything that decides the result (the model, the full
+:class:`~hscc_core.config.CompressionConfig` with its defaults, the calibration
+settings), so changing any of them builds a new file instead of reusing a stale one::
+
+    artifacts/vgg16-brain-mri-hscc-6x-3f2a9c01d4.safetensors   (+ .json report)
+
+A cached file that cannot be loaded (e.g. written by an older version of the
+compressor) is rebuilt with a warning. The hash also covers the source of the code that
+decides the result (the compressor's modules and the calibration/phantom code, see
+:data:`RESULT_CODE`), so an update of that code builds afresh too.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+import hscc_core
+from hscc_core import ArtifactError
+
+from .recipes import compression_config, default_recipe
+from .resolve import is_registry_name, load_model, resolve_model, save_model_with_report
+
+__all__ = ["cache_path", "calibration_recipe", "compressed_model", "load_report"]
+
+
+#: Modules whose code decides what a compression produces (``pkg.*``: every module of
+#: the package); their names and source bytes are part of the cache hash.
+RESULT_CODE: tuple[str, ...] = (
+    "hscc_core.compression", "hscc_core.allocate", "hscc_core.factorize", "hscc_core.stats", "hscc_core.modules",
+    "hscc_core.graph", "hscc_core.config", "hscc_core.flops", "hscc_mri.calibration", "hscc_mri.recipes",
+    "preprocessing.*", "preprocessing.readers.*", "models.*",
+)
+
+
+def _module_files(pattern: str) -> list[tuple[str, Path]]:
+    """``(module name, source file)`` of one :data:`RESULT_CODE` entry, found by import
+    machinery (not by repository path), without importing it."""
+    import importlib.util
+
+    if pattern.endswith(".*"):
+        package = pattern[:-2]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModuleNotFoundError(f"no package {package}")
+        return [(f"{package}.{f.stem}", f) for folder in spec.submodule_search_locations
+                for f in sorted(Path(folder).glob("*.py"))]
+    spec = importlib.util.find_spec(pattern)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"no module {pattern}")
+    return [(pattern, Path(spec.origin))]
+
+
+def code_identity(modules: tuple[str, ...] = RESULT_CODE) -> str:
+    """SHA-256 over the names and source bytes of ``modules`` (sorted, so the order of the
+    entries does not matter)."""
+    files = sorted({item for pattern in modules for item in _module_files(pattern)})
+    digest = hashlib.sha256()
+    for name, path in files:
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _source_id(model_name: str) -> tuple[str, str]:
+    """``(short name for the file name, identity for the hash)`` of a registry name or
+    an artifact path (a file is identified by its content, so retraining invalidates)."""
+    if is_registry_name(model_name):
+        return model_name, model_name
+    path = Path(model_name)
+    if not path.is_file():
+        from models import list_models
+
+        raise ArtifactError(f"{model_name!r} is neither a model name ({', '.join(list_models())}) "
+                            "nor an existing file")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return path.stem, f"file:{digest.hexdigest()}"
+
+
+def calibration_recipe(model_name: str, overrides: dict[str, Any] | None = None):
+    """The :class:`~hscc_mri.recipes.CalibrationRecipe` a build of ``model_name``
+    uses: the registry model's default (an artifact's base model decides; see
+    :func:`hscc_mri.recipes.default_recipe`) with ``overrides`` applied."""
+    from dataclasses import replace
+
+    base = model_name
+    if not is_registry_name(model_name) and Path(model_name).is_file():
+        base = hscc_core.load_metadata(model_name).get("base", model_name)
+    return replace(default_recipe(base), **(overrides or {}))
+
+
+def _files_identity(paths) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _config(method: str, budget: float, seed: int):
+    return compression_config(method, budget, seed)
+
+
+def cache_path(model_name: str = "vgg16-brain-mri", method: str = "hscc", budget: float = 6.0,
+               cache_dir: str | os.PathLike = "artifacts",
+               calibration: dict[str, Any] | None = None) -> Path:
+    """Where :func:`compressed_model` keeps the artifact for these settings.
+
+    Args:
+        model_name: registry name or path of an (uncompressed) artifact.
+        method: ``hscc``, ``svd`` or ``tucker``.
+        budget: FLOPs reduction factor.
+        cache_dir: the cache folder.
+        calibration: overrides of the model's default calibration recipe (HSCC only; see
+            :func:`calibration_recipe`), e.g. ``{"scans": 128}``.
+
+    Returns:
+        ``cache_dir/<model>-<method>-<budget>x-<hash>.safetensors`` where ``hash`` is the
+        first 10 hex digits of a SHA-256 over the model identity, the full compression
+        config (defaults included), for HSCC the calibration recipe and the bytes of the
+        scans it reads, and :func:`code_identity`.
+    """
+    recipe = calibration_recipe(model_name, calibration)
+    config = _config(method, budget, recipe.seed)
+    short, identity = _source_id(model_name)
+    calib_key = ({**recipe.to_dict(), "files": _files_identity(recipe.files())} if method == "hscc" else None)
+    key = {"model": identity, "config": config.to_dict(), "calibration": calib_key, "code": code_identity()}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    short = re.sub(r"[^A-Za-z0-9._-]+", "_", short)
+    return Path(cache_dir) / f"{short}-{method}-{budget:g}x-{digest}.safetensors"
+
+
+def load_report(path: str | os.PathLike) -> dict[str, Any]:
+    """The compression report of an artifact: from its metadata (``save(...,
+    extra={"report": ...})``), else from the JSON beside it; ``{}`` if it has none."""
+    report = hscc_core.load_metadata(path).get("extra", {}).get("report")
+    if report is None and hscc_core.report_path(path).is_file():
+        report = json.loads(hscc_core.report_path(path).read_text())
+    return report or {}
+
+
+def _build(model_name: str, method: str, budget: float, calibration: dict[str, Any] | None, path: Path,
+           progress: bool) -> tuple[nn.Module, dict[str, Any]]:
+    from .calibration import calibration_set
+
+    model = resolve_model(model_name)
+    if getattr(model, "hscc_replacements", None):
+        raise ValueError(f"{Path(model_name).name} is already compressed; give the uncompressed model")
+    recipe = calibration_recipe(model_name, calibration)
+    config = _config(method, budget, recipe.seed)
+    batches = None
+    if method == "hscc":  # svd and tucker are weights-only: no calibration
+        batches = calibration_set(model.spec, recipe)
+    compressed, report = hscc_core.compress(model, batches, config, progress=progress, name=model.spec.name)
+    report_dict = report.to_dict()
+    if method == "hscc":
+        report_dict["calibration"] = recipe.to_dict()
+    save_model_with_report(compressed, path, report_dict)
+    return compressed, report_dict
+
+
+def compressed_model(model_name: str = "vgg16-brain-mri", method: str = "hscc", budget: float = 6.0,
+                     cache_dir: str | os.PathLike = "artifacts", rebuild: bool = False, progress: bool = True,
+                     calibration: dict[str, Any] | None = None,
+                     log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The compressed model for these settings, built once and then loaded from the cache.
+
+    Args:
+        model_name: registry name (``vgg16-brain-mri``) or path of an uncompressed artifact.
+        method: ``hscc`` (data-aware; uses the default calibration set), ``svd`` or
+            ``tucker`` (weights only).
+        budget: whole-model FLOPs reduction factor, e.g. 6.
+        cache_dir: folder of the cached artifacts (created if missing).
+        rebuild: compress again even if a cached artifact exists (and replace it).
+        progress: progress bars and one-line messages on stderr while building/loading.
+        calibration: overrides of the model's default calibration recipe (HSCC only; see
+            :func:`calibration_recipe`).
+        log: where the one-line messages go (default: stderr when ``progress``).
+
+    Returns:
+        ``(compressed model in eval mode, compression report as a dict)``; the report has
+        ``flops_original``, ``flops_compressed``, ``params_original``,
+        ``params_compressed``, ``config``, ``layers``, ``seconds`` (see
+        :class:`hscc_core.CompressionReport`).
+
+    Raises:
+        ArtifactError: ``model_name`` is neither a registry name nor a readable artifact.
+        ValueError: bad method/budget, or ``model_name`` is already compressed.
+    """
+    log = log or (_stderr if progress else (lambda _msg: None))
+    path = cache_path(model_name, method, budget, cache_dir, calibration)
+    if path.is_file() and not rebuild:
+        t0 = time.perf_counter()
+        try:
+            model, report = load_model(path), load_report(path)
+        except (ArtifactError, RuntimeError, KeyError, ValueError) as e:
+            log(f"cached model {path} cannot be loaded ({e}); building it again")
+        else:
+            log(f"loaded cached compressed model {path} in {time.perf_counter() - t0:.1f} s")
+            return model, report
+    log(f"building compressed model once ({method}, {budget:g}x FLOPs reduction; cached at {path})")
+    t0 = time.perf_counter()
+    model, report = _build(model_name, method, budget, calibration, path, progress)
+    log(f"built and cached {path.name} in {time.perf_counter() - t0:.0f} s")
+    return model, report

@@ -1,0 +1,58 @@
+"""The command line: ``hscc-mri <command> --help`` (also ``python -m hscc_mri``).
+
+One module per command: ``train`` (a classifier on phantoms or a folder data set),
+``compress`` (HSCC / Global SVD / Tucker-2 under a FLOPs budget), ``predict`` (classify
+scan files), ``bench`` (side-by-side latency), ``evaluate`` (accuracy and fidelity on a
+labelled test set, or leave-one-scan-out) and ``report`` (the evidence report).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from . import bench, compress, evaluate, predict, report, train
+from ._common import CliError
+
+__all__ = ["CliError", "build_parser", "main"]
+
+EXAMPLES = """examples:
+  hscc-mri train --model alexnet --data phantoms --out checkpoints/alexnet-phantoms.safetensors
+  hscc-mri predict --model vgg16-brain-mri --json samples/*.jpg
+  hscc-mri evaluate --data ../shared/data/brain-mri/Testing --methods hscc svd tucker --budgets 3 6
+"""
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command (``prog`` defaults to the name the CLI was started by)."""
+    parser = argparse.ArgumentParser(
+        prog=prog or _program_name(),
+        description="HSCC-MRI: train, compress, benchmark, evaluate and run brain-tumour MRI classifiers.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in (train, compress, predict, bench, evaluate, report):
+        command.add_parser(sub)
+    return parser
+
+
+def _program_name() -> str:
+    path = sys.argv[0] if sys.argv and sys.argv[0] else "hscc-mri"
+    name = os.path.basename(path)
+    if name == "__main__.py":  # python -m hscc_mri (or its alias python -m hscc_core)
+        return f"python -m {os.path.basename(os.path.dirname(path))}"
+    return name if name.startswith("hscc") else "hscc-mri"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit status."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

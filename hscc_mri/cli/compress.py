@@ -1,0 +1,161 @@
+"""``hscc-mri compress``: HSCC, Global SVD or Tucker-2 under a FLOPs budget."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hscc_core import METHODS
+
+from ..recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL, CalibrationRecipe
+from ._common import CliError, parse_grid, set_threads
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``compress``."""
+    p = sub.add_parser(
+        "compress", help="compress a model under a FLOPs budget (HSCC, Global SVD, Tucker-2)",
+        description="Compress a registry model or artifact. HSCC cuts each layer's output map into "
+        "--regions, fits data-aware low-rank factors per region from calibration images (with "
+        "sequential refit: each layer also corrects the error reaching it) and allocates ranks "
+        "globally so the whole model's FLOPs drop by --budget. svd and tucker are the weights-only "
+        "baselines under the same budget. Writes the artifact to --out and its report JSON beside it.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default=DEFAULT_MODEL, help="registry name or artifact path")
+    p.add_argument("--method", default=DEFAULT_METHOD.value, choices=METHODS)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--budget", type=float, default=None, help=f"FLOPs reduction factor (default {DEFAULT_BUDGET:g})")
+    g.add_argument("--energy", type=float, default=None, help="HSCC: keep this share of response energy instead")
+    p.add_argument("--regions", type=parse_grid, default=(1, 1), help="HSCC output grid per conv, GHxGW")
+    p.add_argument("--clusters", type=int, default=1, help="HSCC channel clusters per region")
+    p.add_argument("--no-sequential", action="store_true", help="HSCC: fit layers independently (no refit)")
+    p.add_argument("--calib", default="default",
+                   help="calibration images: 'default' (the model's own recipe: for vgg16-brain-mri 256 real "
+                        "training scans shipped in data/calibration/brain-mri; for models trained here the "
+                        "sample scans in 16 augmented views + 32 phantoms), 'real' (the shipped real scans), "
+                        "'samples', 'phantoms', or any folder of scans (recursive; class folders are balanced)")
+    p.add_argument("--calib-scans", type=int, default=None,
+                   help="at most this many calibration scans, balanced over classes (default: the recipe's)")
+    p.add_argument("--calib-views", type=int, default=None,
+                   help="versions of each calibration scan: 1 = the scan only, V > 1 adds V-1 augmented views "
+                        "(default: the recipe's)")
+    p.add_argument("--calib-phantoms", type=int, default=None, help="synthetic phantoms added (default: the recipe's)")
+    p.add_argument("--include", nargs="*", default=(), help="layer name patterns to compress (default: all but "
+                   "the first conv and the last linear)")
+    p.add_argument("--exclude", nargs="*", default=(), help="layer name patterns to leave alone")
+    p.add_argument("--rank-multiple", type=int, default=16,
+                   help="HSCC ranks in multiples of this (faster CPU kernels; charged to the budget); 1 = any rank")
+    p.add_argument("--finetune-epochs", type=int, default=0,
+                   help="knowledge-distillation epochs against the original on the calibration images "
+                        "(20%% held out for early stopping); 0 = none")
+    p.add_argument("--finetune-lr", type=float, default=1e-4, help="peak learning rate of the fine-tuning")
+    p.add_argument("--finetune-data", default=None, metavar="DIR",
+                   help="distil on the scans under DIR (recursive, unlabelled: the original's outputs are the "
+                        "targets) instead of the calibration images, e.g. a data set's Training/ folder")
+    p.add_argument("--finetune-scans", type=int, default=None,
+                   help="at most this many --finetune-data scans, balanced over class folders")
+    p.add_argument("--no-figures", action="store_true",
+                   help="skip the per-layer region PNGs (written to OUT's name + '_layers/')")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", required=True, help="artifact path (.safetensors); report beside it as .json")
+    p.set_defaults(func=run)
+
+
+def calibration_recipe_from_args(model_name: str, args: argparse.Namespace) -> CalibrationRecipe:
+    """The :class:`~hscc_mri.recipes.CalibrationRecipe` that ``--calib*`` ask for: the
+    model's default recipe with the options given on the command line applied."""
+    from ..cache import calibration_recipe
+
+    overrides: dict = {"seed": args.seed}
+    if args.calib != "default":
+        overrides["source"] = args.calib
+        if args.calib != "real":  # another source: all of its scans, as they are, unless told otherwise
+            overrides.update(scans=None, views=1, phantoms=0)
+    for key, value in (("scans", args.calib_scans), ("views", args.calib_views), ("phantoms", args.calib_phantoms)):
+        if value is not None:
+            overrides[key] = value
+    if args.calib == "phantoms" and args.calib_phantoms is None:
+        overrides["phantoms"] = 32
+    try:
+        return calibration_recipe(model_name, overrides)
+    except ValueError as e:
+        raise CliError(f"--calib: {e}") from e
+
+
+def calibration_batches_for(spec, recipe: CalibrationRecipe):
+    """Calibration batches of ``recipe`` (errors become one-line CLI errors)."""
+    from ..calibration import calibration_set
+
+    try:
+        return calibration_set(spec, recipe)
+    except ValueError as e:
+        raise CliError(f"--calib: {e}") from e
+
+
+def describe_recipe(recipe: CalibrationRecipe) -> str:
+    """One line saying what a calibration recipe reads."""
+    what = {"real": "real training scans (data/calibration/brain-mri)", "samples": "sample scans",
+            "phantoms": "phantoms only"}.get(recipe.source, recipe.source)
+    parts = [what] + ([f"at most {recipe.scans} scans"] if recipe.scans and recipe.source != "phantoms" else [])
+    if recipe.views > 1:
+        parts.append(f"{recipe.views} views each")
+    if recipe.phantoms:
+        parts.append(f"+ {recipe.phantoms} phantoms")
+    return ", ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    import hscc_core
+    from hscc_core import ArtifactError, HSCCError
+
+    from ..figures import layer_figures
+    from ..recipes import compression_config, finetune_config
+    from ..resolve import resolve_model, save_model_with_report
+
+    set_threads(args.threads)
+    budget = args.budget if args.budget is not None or args.energy is not None else DEFAULT_BUDGET
+    try:
+        config = compression_config(args.method, budget if args.energy is None else None, args.seed,
+                                    energy=args.energy, regions=tuple(args.regions), clusters=args.clusters,
+                                    sequential=not args.no_sequential, include=tuple(args.include),
+                                    exclude=tuple(args.exclude), rank_multiple=args.rank_multiple)
+        finetune = finetune_config(args.finetune_epochs, args.finetune_lr, args.seed)
+        model = resolve_model(args.model)
+    except (ValueError, ArtifactError) as e:
+        raise CliError(str(e)) from e
+    calibration = recipe = None
+    if args.method == "hscc" or (finetune.epochs > 0 and not args.finetune_data):
+        recipe = calibration_recipe_from_args(args.model, args)
+        print(f"building calibration set ({describe_recipe(recipe)})", file=sys.stderr)
+        calibration = calibration_batches_for(model.spec, recipe)
+    try:
+        compressed, report = hscc_core.compress(model, calibration if args.method == "hscc" else None, config,
+                                                name=model.spec.name)
+    except HSCCError as e:
+        raise CliError(str(e)) from e
+    if finetune.epochs > 0:
+        data = calibration
+        if args.finetune_data:
+            kd_recipe = CalibrationRecipe(source=args.finetune_data, scans=args.finetune_scans, seed=args.seed)
+            print(f"reading distillation scans ({describe_recipe(kd_recipe)})", file=sys.stderr)
+            data = calibration_batches_for(model.spec, kd_recipe)
+        report.finetune = hscc_core.distill(compressed, model, data, finetune)
+        if args.finetune_data:
+            report.finetune["data"] = {"folder": Path(args.finetune_data).name,
+                                       "images": sum(len(b) for b in data)}
+        print(f"fine-tuned {report.finetune['epochs_run']} epoch(s): held-out agreement with the original "
+              f"{report.finetune['val_agreement_before']:.1%} -> {report.finetune['val_agreement_after']:.1%}",
+              file=sys.stderr)
+    report_dict = report.to_dict()
+    if recipe is not None:
+        report_dict["calibration"] = recipe.to_dict()
+    save_model_with_report(compressed, args.out, report_dict)
+    if not args.no_figures:
+        folder = Path(args.out).with_name(Path(args.out).stem + "_layers")
+        paths = layer_figures(report_dict, folder)
+        print(f"wrote {len(paths)} layer figures to {folder}/", file=sys.stderr)
+    print(report.table(), file=sys.stderr)
+    print(f"saved {args.out} and {hscc_core.report_path(args.out)} ({report.seconds['total']:.0f} s, "
+          f"peak memory {report.peak_memory_mb:.0f} MB)", file=sys.stderr)
+    return 0

@@ -1,0 +1,78 @@
+"""The import rules of the layers (README, "Where things live"), checked on the real code.
+
+* ``hscc_core`` is the compressor library: standard library, torch, numpy, scipy,
+  safetensors, tqdm and threadpoolctl only (the last keeps LAPACK single-threaded beside
+  torch's workers: 3-20x faster eigendecompositions on 2 cores);
+* ``models`` imports nothing from the repository; ``preprocessing`` only ``models``;
+  ``hscc_mri`` (the product) never the app; the app sits on top.
+
+The layer contracts are import-linter's (``[tool.importlinter]`` in pyproject.toml); the
+library's allow-list is read from its source here, so a new dependency fails loudly.
+"""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from tests.paths import ROOT
+
+LIBRARY_DEPENDENCIES = {"torch", "numpy", "scipy", "safetensors", "tqdm", "threadpoolctl"}
+PRODUCT_PACKAGES = ("models", "preprocessing", "hscc_mri", "webapp", "gradio", "matplotlib")
+
+
+def _imported_roots(path) -> set[str]:
+    """Top-level names of the absolute imports of one source file (relative ones are local)."""
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_import_linter_contracts_are_kept():
+    run = subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports; "
+                          "raise SystemExit(lint_imports())"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "5 kept, 0 broken" in run.stdout
+
+
+def test_importing_the_library_loads_no_product_code():
+    code = ("import sys, hscc_core; "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({PRODUCT_PACKAGES!r})))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_library_source_imports_only_the_allowed_packages():
+    stdlib = set(sys.stdlib_module_names)
+    offenders = {}
+    files = sorted((ROOT / "hscc_core").rglob("*.py"))
+    assert len(files) >= 15
+    for path in files:
+        if path.name == "__main__.py":  # the `python -m hscc_core` alias loads the CLI at run time only
+            continue
+        roots = _imported_roots(path) - {"__future__", "hscc_core"}
+        bad = {r for r in roots if r not in LIBRARY_DEPENDENCIES and (r not in stdlib or r == "argparse")}
+        if bad:
+            offenders[path.relative_to(ROOT).as_posix()] = sorted(bad)
+    assert not offenders, f"hscc_core must stay a pure library; these files import {offenders}"
+
+
+def test_models_import_nothing_from_the_repository():
+    for path in sorted((ROOT / "models").glob("*.py")):
+        assert not _imported_roots(path) & {"hscc_core", "hscc_mri", "preprocessing", "webapp"}, path.name
+
+
+def test_the_public_api_is_re_exported_and_importable():
+    import hscc_core
+    import hscc_mri
+
+    for package in (hscc_core, hscc_mri):
+        missing = [name for name in package.__all__ if not hasattr(package, name)]
+        assert not missing, f"{package.__name__}.__all__ names what it lacks: {missing}"
+    assert {"compress", "CompressionConfig", "Method", "Allocation", "save", "load", "bench_pair", "distill",
+            "fidelity", "count_flops", "HSCCError"} <= set(hscc_core.__all__)

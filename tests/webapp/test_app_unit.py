@@ -1,0 +1,141 @@
+"""The app's pieces without a server: command line, handlers, display helpers."""
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from models import DISPLAY_NAMES, ModelSpec, build_model
+from preprocessing import Scan, ScanError, load_scan, to_model_input
+from webapp.models import ModelPair
+from webapp.predict import Comparison, ModelResult, compare_slice, comparison_html, model_view
+from webapp.ui import EXAMPLES, analyse_file, analyse_slice
+
+from tests.paths import ROOT, SAMPLES
+
+
+@pytest.fixture(scope="module")
+def pair() -> ModelPair:
+    """Two identical small models (AlexNet, random weights): the handlers do not care."""
+    torch.manual_seed(0)
+    model = build_model("alexnet")
+    report = {"flops_original": 6e8, "flops_compressed": 1e8, "params_original": 5e7, "params_compressed": 1e7}
+    return ModelPair(original=model, compressed=copy.deepcopy(model), report=report, name="TEST 6x",
+                     reference_name="alexnet")
+
+
+def test_help_explains_the_flags():
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    out = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    for flag in ("--share", "--port", "--host", "--model", "--method", "--budget", "--cache-dir", "--rebuild"):
+        assert flag in out.stdout
+    assert "127.0.0.1" in out.stdout and "not a diagnosis" in out.stdout
+
+
+def test_examples_exist_and_are_readable():
+    assert len(EXAMPLES) == 9 and len({p.name for p in EXAMPLES}) == 9
+    for p in EXAMPLES:
+        load_scan(p)
+
+
+@pytest.mark.parametrize("spec", [
+    ModelSpec(name="grey", input_size=(64, 48), channels=1),
+    ModelSpec(name="rgb", input_size=(40, 40), channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+])
+def test_model_view_undoes_the_input_normalisation(spec):
+    rng = np.random.default_rng(0)
+    img = rng.random((80, 70)).astype(np.float32)
+    x = to_model_input(img, spec, normalize=False)
+    view = model_view(x, spec)
+    assert view.dtype == np.uint8 and view.shape == tuple(spec.input_size)  # grey replicated -> one channel
+    plain = to_model_input(img, ModelSpec(name="plain", input_size=spec.input_size, channels=1), normalize=False)
+    assert np.abs(view.astype(float) - plain[0].numpy() * 255).max() <= 1.0
+
+
+def test_compare_slice_times_both_models_on_the_same_input(pair):
+    image = load_scan(SAMPLES / "Te-gl_0010.jpg").image()
+    cmp = compare_slice(pair, image, repeats=2)
+    assert cmp.agree and cmp.compressed.probabilities == pytest.approx(cmp.original.probabilities)
+    assert cmp.compressed.latency_ms > 0 and cmp.original.latency_ms > 0 and cmp.repeats == 2
+    assert cmp.image.shape == tuple(pair.spec.input_size) and cmp.threads == torch.get_num_threads()
+    assert sum(cmp.original.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_analyse_file_for_image_volume_bad_file_and_clear(pair, tmp_path):
+    state, slider, status, image, label_c, label_o, html = analyse_file(str(SAMPLES / "Te-me_0016.jpg"), pair, 1)
+    assert isinstance(state, Scan) and status.startswith("JPEG image")
+    assert slider.visible is False and image.dtype == np.uint8
+    assert set(label_c) == set(DISPLAY_NAMES.values()) and label_c == label_o
+    assert "Models agree" in html and 'id="latency-compressed"' in html and "6.0x fewer" in html
+
+    volume = SAMPLES / "dicom" / "Te-gl_0010_multiframe.dcm"
+    scan = load_scan(volume)
+    state, slider, status, *_ = analyse_file(str(volume), pair, 1)
+    assert slider.visible is True and slider.value == scan.slice_index and slider.maximum == scan.num_slices - 1
+    assert f"slice **{scan.slice_index}** of 0–{scan.num_slices - 1}" in status
+    other = (scan.slice_index + 1) % scan.num_slices
+    status, image, label_c, label_o, html = analyse_slice(float(other), state, pair, 1)
+    assert f"slice **{other}**" in status and "Models agree" in html
+
+    bad = tmp_path / "truncated.nii.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00" + os.urandom(64))
+    with pytest.raises(ScanError) as err:
+        load_scan(bad)
+    with pytest.warns(UserWarning):  # gr.Warning outside a page: a warning
+        state, slider, status, image, label_c, label_o, html = analyse_file(str(bad), pair, 1)
+    assert state is None and image is None and label_c is None and html == ""
+    assert "cannot be used" in status and str(err.value).replace("'", "&#x27;") in status
+
+    assert analyse_file(None, pair, 1)[2].startswith("Upload a scan")
+
+
+def test_disagreement_is_flagged_and_text_is_escaped(pair):
+    a = ModelResult("glioma", {"glioma": 0.6, "meningioma": 0.4, "notumor": 0.0, "pituitary": 0.0}, 10.0)
+    b = ModelResult("notumor", {"glioma": 0.1, "meningioma": 0.1, "notumor": 0.8, "pituitary": 0.0}, 50.0)
+    cmp = Comparison(np.zeros((4, 4), np.uint8), a, b, repeats=7, threads=2)
+    html = comparison_html(cmp, pair)
+    assert not cmp.agree and cmp.speedup == pytest.approx(5.0)
+    assert "Models disagree" in html and 'role="alert"' in html and "no tumour" in html
+    assert "Speed-up on this scan: <b>5.0x</b>" in html
+    odd = ModelPair(pair.original, pair.compressed, pair.report, name="<script>x</script>", reference_name="r")
+    assert "<script>" not in comparison_html(cmp, odd)
+
+
+def test_page_shows_the_real_test_measurement_of_exactly_this_artifact(tmp_path):
+    """A compressed artifact with an ``evaluate --data`` sidecar: the page reads the numbers
+    from that file; after the artifact changes, it says there is no measurement."""
+    from hscc_mri.resolve import load_model, save_model
+    from hscc_core.compression import compress
+    from hscc_core import CompressionConfig
+    from hscc_mri.testset import evaluate_models, load_test_set, write_evaluation
+    from webapp.models import load_model_pair
+
+    torch.manual_seed(0)
+    dense = build_model("alexnet")
+    compressed, _ = compress(dense, None, CompressionConfig(method="svd", budget=1.5, include=("features.*",)),
+                             progress=False)
+    path = tmp_path / "alexnet-svd.safetensors"
+    save_model(compressed, path)
+    test_set = load_test_set(ROOT / "tests" / "fixtures" / "brain-mri-mini" / "Testing", dense.spec, progress=False)
+    result = evaluate_models(dense, {"svd": load_model(path)}, test_set, n_bootstrap=50, progress=False,
+                             latency_repeats=1)
+    write_evaluation(path, result, "svd")
+    pair = load_model_pair(str(path), reference="alexnet", progress=False, log=lambda _m: None)
+    image = load_scan(SAMPLES / "Te-gl_0010.jpg").image()
+    html_text = comparison_html(compare_slice(pair, image, repeats=1, eight_bit=True), pair)
+    row = result["rows"][1]
+    assert 'id="real-test"' in html_text and f"Measured on {test_set.summary()['n']} labelled real scans" in html_text
+    assert f"{100 * row['agreement']:.1f}%" in html_text and f"{100 * row['accuracy']:.1f}%" in html_text
+    with torch.no_grad():  # another model under the same name: the measurement no longer applies
+        next(compressed.parameters()).add_(1e-3)
+    save_model(compressed, path)
+    pair = load_model_pair(str(path), reference="alexnet", progress=False, log=lambda _m: None)
+    assert pair.evaluation is None
+    assert "No real-test-set measurement" in comparison_html(compare_slice(pair, image, repeats=1), pair)
