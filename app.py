@@ -39,6 +39,9 @@ is logged. Research decision support only, not a diagnosis.
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of the app (see ``python app.py --help``)."""
+    from hscc_core import METHODS
+    from hscc_mri.recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL
+
     p = argparse.ArgumentParser(
         prog="python app.py",
         description="Web app: classify a brain MRI scan (glioma, meningioma, pituitary, no tumour) with a "
@@ -46,15 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
         "latencies, the speed-up, FLOPs and parameters. On first start the compressed model is built "
         "once (a few minutes on a laptop CPU) and cached in --cache-dir.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="vgg16-brain-mri",
+    p.add_argument("--model", default=DEFAULT_MODEL,
                    help="registry model name, or an artifact path: a compressed artifact is shown as is; an "
                         "uncompressed one is compressed (and cached) first (default: %(default)s)")
     p.add_argument("--reference", default=None,
                    help="uncompressed model to compare against (default: --model, or the registry model a "
                         "compressed artifact was built from)")
-    p.add_argument("--method", default="hscc", choices=["hscc", "svd", "tucker"],
+    p.add_argument("--method", default=DEFAULT_METHOD.value, choices=METHODS,
                    help="compression method (default: %(default)s)")
-    p.add_argument("--budget", type=float, default=6.0, help="FLOPs reduction factor (default: %(default)s)")
+    p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, help="FLOPs reduction factor (default: %(default)s)")
     p.add_argument("--cache-dir", default="artifacts", help="where compressed models are cached (default: %(default)s)")
     p.add_argument("--rebuild", action="store_true", help="compress again even if a cached model exists")
     p.add_argument("--host", default="127.0.0.1",

@@ -30,10 +30,12 @@ from torch import nn
 import hscc_core
 from hscc_core import ArtifactError
 
-from .recipes import compression_config, default_recipe
-from .resolve import is_registry_name, load_model, resolve_model, save_model_with_report
+from .recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL, compression_config, default_recipe
+from .build import compress_model, save_compressed
+from .resolve import is_registry_name, load_model, resolve_model
 
-__all__ = ["cache_path", "calibration_recipe", "compressed_model", "load_report"]
+__all__ = ["RESULT_CODE", "cache_path", "calibration_recipe", "code_identity", "compressed_model", "load_report",
+           "module_files"]
 
 
 #: Modules whose code decides what a compression produces (``pkg.*``: every module of
@@ -45,7 +47,7 @@ RESULT_CODE: tuple[str, ...] = (
 )
 
 
-def _module_files(pattern: str) -> list[tuple[str, Path]]:
+def module_files(pattern: str) -> list[tuple[str, Path]]:
     """``(module name, source file)`` of one :data:`RESULT_CODE` entry, found by import
     machinery (not by repository path), without importing it."""
     import importlib.util
@@ -66,7 +68,7 @@ def _module_files(pattern: str) -> list[tuple[str, Path]]:
 def code_identity(modules: tuple[str, ...] = RESULT_CODE) -> str:
     """SHA-256 over the names and source bytes of ``modules`` (sorted, so the order of the
     entries does not matter)."""
-    files = sorted({item for pattern in modules for item in _module_files(pattern)})
+    files = sorted({item for pattern in modules for item in module_files(pattern)})
     digest = hashlib.sha256()
     for name, path in files:
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -118,7 +120,7 @@ def _config(method: str, budget: float, seed: int):
     return compression_config(method, budget, seed)
 
 
-def cache_path(model_name: str = "vgg16-brain-mri", method: str = "hscc", budget: float = 6.0,
+def cache_path(model_name: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.value, budget: float = DEFAULT_BUDGET,
                cache_dir: str | os.PathLike = "artifacts",
                calibration: dict[str, Any] | None = None) -> Path:
     """Where :func:`compressed_model` keeps the artifact for these settings.
@@ -165,18 +167,13 @@ def _build(model_name: str, method: str, budget: float, calibration: dict[str, A
         raise ValueError(f"{Path(model_name).name} is already compressed; give the uncompressed model")
     recipe = calibration_recipe(model_name, calibration)
     config = _config(method, budget, recipe.seed)
-    batches = None
-    if method == "hscc":  # svd and tucker are weights-only: no calibration
-        batches = calibration_set(model.spec, recipe)
-    compressed, report = hscc_core.compress(model, batches, config, progress=progress, name=model.spec.name)
-    report_dict = report.to_dict()
-    if method == "hscc":
-        report_dict["calibration"] = recipe.to_dict()
-    save_model_with_report(compressed, path, report_dict)
+    batches = calibration_set(model.spec, recipe) if method == "hscc" else None  # svd/tucker: weights only
+    compressed, report = compress_model(model, config, batches, progress=progress)
+    _, report_dict = save_compressed(compressed, path, report, recipe if method == "hscc" else None)
     return compressed, report_dict
 
 
-def compressed_model(model_name: str = "vgg16-brain-mri", method: str = "hscc", budget: float = 6.0,
+def compressed_model(model_name: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.value, budget: float = DEFAULT_BUDGET,
                      cache_dir: str | os.PathLike = "artifacts", rebuild: bool = False, progress: bool = True,
                      calibration: dict[str, Any] | None = None,
                      log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict[str, Any]]:

@@ -21,6 +21,7 @@ from torch import nn
 
 from hscc_core import count_flops, count_params, load_metadata, optimize_for_inference
 from hscc_mri.cache import cache_path, compressed_model, load_report
+from hscc_mri.recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL
 from hscc_mri.resolve import load_model, resolve_model
 from hscc_mri.testset import load_evaluation
 
@@ -85,7 +86,7 @@ def _fill_counts(report: dict[str, Any], original: nn.Module, compressed: nn.Mod
     return report
 
 
-def load_model_pair(model: str = "vgg16-brain-mri", method: str = "hscc", budget: float = 6.0,
+def load_model_pair(model: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.value, budget: float = DEFAULT_BUDGET,
                     cache_dir: str | os.PathLike = "artifacts", rebuild: bool = False,
                     reference: str | None = None, progress: bool = True,
                     log: Callable[[str], None] | None = None) -> ModelPair:

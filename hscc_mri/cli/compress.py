@@ -109,9 +109,10 @@ def run(args: argparse.Namespace) -> int:
     import hscc_core
     from hscc_core import ArtifactError, HSCCError
 
+    from ..build import compress_model, save_compressed
     from ..figures import layer_figures
     from ..recipes import compression_config, finetune_config
-    from ..resolve import resolve_model, save_model_with_report
+    from ..resolve import resolve_model
 
     set_threads(args.threads)
     budget = args.budget if args.budget is not None or args.energy is not None else DEFAULT_BUDGET
@@ -130,8 +131,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"building calibration set ({describe_recipe(recipe)})", file=sys.stderr)
         calibration = calibration_batches_for(model.spec, recipe)
     try:
-        compressed, report = hscc_core.compress(model, calibration if args.method == "hscc" else None, config,
-                                                name=model.spec.name)
+        compressed, report = compress_model(model, config, calibration)
     except HSCCError as e:
         raise CliError(str(e)) from e
     if finetune.epochs > 0:
@@ -147,10 +147,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"fine-tuned {report.finetune['epochs_run']} epoch(s): held-out agreement with the original "
               f"{report.finetune['val_agreement_before']:.1%} -> {report.finetune['val_agreement_after']:.1%}",
               file=sys.stderr)
-    report_dict = report.to_dict()
-    if recipe is not None:
-        report_dict["calibration"] = recipe.to_dict()
-    save_model_with_report(compressed, args.out, report_dict)
+    _, report_dict = save_compressed(compressed, args.out, report, recipe)
     if not args.no_figures:
         folder = Path(args.out).with_name(Path(args.out).stem + "_layers")
         paths = layer_figures(report_dict, folder)

@@ -150,8 +150,7 @@ def test_hscc_builds_with_calibration_and_is_cached(tmp_path, monkeypatch):
 def test_cache_hash_covers_the_code_that_decides_the_result(tmp_path, monkeypatch):
     import importlib
 
-    from hscc_mri.cache import RESULT_CODE, code_identity
-    from hscc_mri.cache import _module_files as module_files
+    from hscc_mri.cache import RESULT_CODE, code_identity, module_files
 
     # every listed module still exists (a rename must not drop code from the hash)
     for pattern in RESULT_CODE:
