@@ -31,19 +31,34 @@ def predict_tensor(model: nn.Module, x: torch.Tensor, repeats: int = 5) -> dict[
 
 
 def predict_file(model: nn.Module, path: str | Path, slice_index: int | None = None,
-                 repeats: int = 5) -> dict[str, Any]:
-    """Classify one scan file.
+                 repeats: int = 5, series: int | str | None = None) -> dict[str, Any]:
+    """Classify one scan file, or one DICOM series (a folder or ``.zip``).
+
+    Never raises for a bad input: whatever reading the file raises (a decoder's panic
+    included; only Ctrl+C and ``sys.exit`` pass) becomes this file's ``error``, so a run
+    over many files goes on.
 
     Returns one JSON-ready dict: ``file``, ``label``, ``probabilities`` (class → p),
-    ``latency_ms`` (median model forward time, batch 1) and, for volumes, ``slice``; or
-    ``file`` and ``error`` (a plain-language message) when the file cannot be read.
+    ``latency_ms`` (median model forward time, batch 1), for volumes ``slice`` and
+    ``slices``, for a series ``series`` (its description) and ``notes`` (what was left
+    out); or ``file`` and ``error`` (a plain-language message) when it cannot be read.
     """
     try:
-        scan = load_scan(path, slice_index=slice_index)
+        scan = load_scan(path, slice_index=slice_index, series=series)
         x = scan_to_model_input(scan, model.spec)
     except ScanError as e:
         return {"file": str(path), "error": str(e)}
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - one bad file must not end the run
+        return {"file": str(path), "error": f"{Path(str(path)).name!r} could not be read "
+                f"({type(e).__name__}); the file is probably damaged."}
     result = {"file": str(path), **predict_tensor(model, x, repeats)}
     if scan.is_volume:
         result["slice"] = scan.slice_index if slice_index is None else slice_index
+        result["slices"] = scan.num_slices
+    if "series_slices" in scan.tags:
+        result["series"] = scan.tags.get("SeriesDescription", "")
+    if scan.notes:
+        result["notes"] = list(scan.notes)
     return result

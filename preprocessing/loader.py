@@ -1,9 +1,10 @@
-"""``load_scan``: the one entry point from a scan file to a :class:`Scan`.
+"""``load_scan``: the one entry point from a scan file (or a DICOM series) to a :class:`Scan`.
 
-Checks run in a fixed order, each with its own plain-language
-:class:`~preprocessing.errors.ScanError`:
+A folder, a ``.zip`` archive, a ``DICOMDIR`` or several files given together are read
+as a DICOM series (:mod:`preprocessing.readers.series`). For one file, checks run in a
+fixed order, each with its own plain-language :class:`~preprocessing.errors.ScanError`:
 
-1. the path exists and is a file (not a folder);
+1. the path exists and is a regular file;
 2. the file is not empty;
 3. the format is recognised from the first bytes (magic numbers), not from the
    extension: a DICOM named ``.png`` loads as DICOM (see :mod:`preprocessing.readers`);
@@ -12,17 +13,28 @@ Checks run in a fixed order, each with its own plain-language
 5. checks common to all formats (:func:`~preprocessing.scan.check_pixels`): sane size,
    finite values, not constant;
 6. the requested slice, if any, exists.
+
+Steps 4 and 5 run inside :func:`preprocessing.guard.reading`: whatever a decoder
+raises, a Rust panic included, reaches the caller as a ScanError, and library warnings
+and messages stay off the terminal.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence, Union
 
+from .archive import is_zip
 from .errors import ScanError, quote_name
+from .guard import reading
 from .readers import HEAD_BYTES, find_reader
+from .readers.series import read_series
 from .scan import Scan, check_pixels
 
-__all__ = ["load_scan"]
+__all__ = ["ScanSource", "load_scan", "load_series"]
+
+#: What :func:`load_scan` accepts: one path (file, folder, zip) or several files.
+ScanSource = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
 _EXPECTED_BY_SUFFIX = {
     ".dcm": "a DICOM file",
@@ -35,32 +47,108 @@ _EXPECTED_BY_SUFFIX = {
 }
 
 
-def load_scan(path: str | os.PathLike[str], *, slice_index: int | None = None) -> Scan:
-    """Read a DICOM, NIfTI, PNG or JPEG scan.
+def load_scan(path: ScanSource, *, slice_index: int | None = None,
+              series: int | str | None = None) -> Scan:
+    """Read a DICOM, NIfTI, PNG or JPEG scan, or a DICOM series.
 
     Args:
-        path: The scan file. Its extension is only a hint; the content decides.
+        path: The scan file (its extension is only a hint; the content decides); or a
+            folder, ``.zip`` archive or ``DICOMDIR`` of a DICOM series; or several DICOM
+            files of one series (a list or tuple of paths).
         slice_index: For volumes, the slice to make the default (``0 <= slice_index <
             Z``); ``None`` keeps the automatic choice (the slice with the most signal).
             For 2-D images only ``None`` or 0 are valid.
+        series: For a folder/zip/files holding several series: the series' number in
+            the listing the ScanError gives (1-based) or its description. Not used for
+            a single NIfTI, PNG or JPEG file.
 
     Returns:
         A :class:`Scan` with float32 ``data`` of shape ``(H, W)`` or ``(Z, H, W)``.
 
     Raises:
-        ScanError: For every file that cannot be used, with a message naming the file
+        ScanError: For every input that cannot be used, with a message naming the file
             (base name only) and saying what is wrong.
     """
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        paths = list(path)
+        if len(paths) != 1:
+            return load_series(paths, slice_index=slice_index, series=series)
+        path = paths[0]
     p = Path(os.fspath(path))
+    q = quote_name(p)
+    if p.is_dir() or p.name.upper() == "DICOMDIR":
+        return load_series(p.parent if p.name.upper() == "DICOMDIR" and p.is_file() else p,
+                           slice_index=slice_index, series=series)
+    head = _head(p)
+    if is_zip(head):
+        return load_series(p, slice_index=slice_index, series=series)
+    reader = find_reader(head, p)
+    if reader is None:
+        raise ScanError(_unknown_format_message(p, head))
+    with reading(p.name):
+        scan = reader.read(p)
+        check_pixels(scan.data, p.name)
+    return _select(scan, slice_index)
+
+
+def load_series(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
+                slice_index: int | None = None, series: int | str | None = None) -> Scan:
+    """Read one DICOM series into a volume: a folder, a zip archive or several files.
+
+    See :mod:`preprocessing.readers.series` for how slices are grouped, sorted and
+    checked (localisers and other series are left out and listed in ``Scan.notes``).
+
+    Args:
+        paths: A folder (with or without a ``DICOMDIR``), a ``.zip`` archive, or the
+            DICOM files of the series.
+        slice_index: As for :func:`load_scan`.
+        series: Which series when there are several: its number in the listing (1-based)
+            or its *Series Description*.
+
+    Returns:
+        ``(Z, H, W)`` scan sorted along the slice normal (2-D for a one-image series).
+
+    Raises:
+        ScanError: Nothing usable, several series without a choice, gaps, mixed sizes or
+            orientations, damaged slices (message naming the folder/archive/first file).
+    """
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        p = Path(os.fspath(paths))
+        if not p.exists():
+            raise ScanError(f"{quote_name(p)} was not found. Please check the name and folder.")
+        source: Path | list[Path] = p
+        name = p.name
+        if not p.is_dir():
+            _head(p)  # the usual checks on a file (exists, readable, not empty)
+    else:
+        source = [Path(os.fspath(x)) for x in paths]
+        if not source:
+            raise ScanError("No files were given. Please choose a scan file or a DICOM series.")
+        for f in source:
+            _head(f)
+        name = source[0].name
+    with reading(name):
+        scan = read_series(source, series=series)
+        check_pixels(scan.data, scan.name or name)
+    return _select(scan, slice_index)
+
+
+def _select(scan: Scan, slice_index: int | None) -> Scan:
+    if slice_index is not None:
+        scan.image(slice_index)  # raises a ScanError naming the valid range
+        if scan.is_volume:
+            scan.slice_index = int(slice_index)
+    return scan
+
+
+def _head(p: Path) -> bytes:
+    """The first bytes of a regular, non-empty file (ScanError otherwise)."""
     q = quote_name(p)
     try:
         if not p.exists():
             raise ScanError(f"{q} was not found. Please check the file name and folder.")
         if p.is_dir():
-            raise ScanError(
-                f"{q} is a folder, not a file. Please choose a single scan file "
-                "(one DICOM file, a .nii/.nii.gz volume, or a PNG/JPEG image)."
-            )
+            raise ScanError(f"{q} is a folder; give it on its own to read it as a DICOM series.")
         if not p.is_file():
             raise ScanError(f"{q} is not a regular file. Please choose a scan file.")
         if p.stat().st_size == 0:
@@ -69,23 +157,11 @@ def load_scan(path: str | os.PathLike[str], *, slice_index: int | None = None) -
                 "Please copy it again."
             )
         with open(p, "rb") as f:
-            head = f.read(HEAD_BYTES)
+            return f.read(HEAD_BYTES)
     except PermissionError as e:
         raise ScanError(f"{q} could not be opened: permission denied.") from e
     except OSError as e:
         raise ScanError(f"{q} could not be opened ({e.strerror or 'read error'}).") from e
-
-    reader = find_reader(head, p)
-    if reader is None:
-        raise ScanError(_unknown_format_message(p, head))
-    scan = reader.read(p)
-    check_pixels(scan.data, p.name)
-
-    if slice_index is not None:
-        scan.image(slice_index)  # raises a ScanError naming the valid range
-        if scan.is_volume:
-            scan.slice_index = int(slice_index)
-    return scan
 
 
 def _unknown_format_message(p: Path, head: bytes) -> str:

@@ -25,6 +25,7 @@ import numpy as np
 from .errors import ScanError, quote_name
 
 __all__ = [
+    "MAX_ABS_VALUE",
     "MAX_SIDE",
     "MAX_VOXELS",
     "MIN_SIDE",
@@ -43,6 +44,10 @@ MIN_SIDE: int = 8
 #: Largest accepted number of voxels (samples) in one file: 2**27, i.e. 512 MiB as
 #: float32. Checked on the header before decoding.
 MAX_VOXELS: int = 512 * 1024 * 1024 // 4
+#: Largest accepted pixel magnitude. Scanner values (MRI signal, CT units, parametric
+#: maps) stay far below; values near float32's limit (3.4e38) come from damaged files and
+#: would overflow the arithmetic of every later step.
+MAX_ABS_VALUE: float = 1e15
 
 
 @dataclass
@@ -68,6 +73,9 @@ class Scan:
             ``TransferSyntax``, ``original_dtype``, ``converted_from``). Never patient
             names, IDs, dates, institutions or UIDs.
         name: Base name of the file, used in messages.
+        notes: Plain-language remarks about how the scan was put together, for the
+            user (e.g. which files of a DICOM series were left out and why); empty for
+            a single file.
     """
 
     data: np.ndarray
@@ -77,6 +85,7 @@ class Scan:
     source_format: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     name: str = ""
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.data = np.asarray(self.data, dtype=np.float32)
@@ -187,7 +196,8 @@ def check_pixels(data: np.ndarray, name: str) -> None:
 
     Raises:
         ScanError: Wrong number of dimensions, absurd size, NaN or infinite values,
-            or an image whose pixels all have the same value.
+            values beyond :data:`MAX_ABS_VALUE`, or an image whose pixels all have the
+            same value.
     """
     if data.ndim not in (2, 3):
         raise ScanError(
@@ -209,6 +219,12 @@ def check_pixels(data: np.ndarray, name: str) -> None:
             "the file is damaged or was converted incorrectly."
         )
     lo, hi = float(data.min()), float(data.max())
+    if max(-lo, hi) > MAX_ABS_VALUE:
+        raise ScanError(
+            f"{quote_name(name)} contains pixel values far outside any scanner's range "
+            f"(from {lo:.3g} to {hi:.3g}); the file is damaged or was converted "
+            "incorrectly."
+        )
     if lo == hi:
         raise ScanError(
             f"{quote_name(name)} is blank: the image is constant (every pixel has the "
@@ -218,8 +234,9 @@ def check_pixels(data: np.ndarray, name: str) -> None:
 
 def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     """Otsu's threshold of a 1-D array of finite values (maximal between-class variance)."""
+    values = np.asarray(values, dtype=np.float64)
     lo, hi = float(values.min()), float(values.max())
-    if lo == hi:
+    if lo == hi or not math.isfinite(hi - lo):
         return lo
     hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
     hist = hist.astype(np.float64)
@@ -255,16 +272,18 @@ def default_slice(volume: np.ndarray) -> int:
         return 0
     flat = vol.reshape(-1)
     sample = flat[:: max(1, flat.size // (1 << 22))]
-    sample = sample[np.isfinite(sample)]
+    sample = sample[np.isfinite(sample)].astype(np.float64)
     if sample.size == 0:
         return middle
     lo = float(sample.min())
-    threshold = _otsu_threshold(sample)
-    scores = np.zeros(n, dtype=np.float64)
-    for z in range(n):
-        sl = vol[z]
-        fg = sl[np.isfinite(sl) & (sl > threshold)]
-        scores[z] = float(np.sum(fg, dtype=np.float64)) - lo * fg.size
+    with np.errstate(all="ignore"):  # extreme (damaged) values: scores may overflow
+        threshold = _otsu_threshold(sample)
+        scores = np.zeros(n, dtype=np.float64)
+        for z in range(n):
+            sl = vol[z]
+            fg = sl[np.isfinite(sl) & (sl > threshold)]
+            scores[z] = float(np.sum(fg, dtype=np.float64)) - lo * fg.size
+    scores[~np.isfinite(scores)] = 0.0
     best = scores.max()
     if not best > 0:
         return middle

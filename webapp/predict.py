@@ -203,13 +203,21 @@ def real_test_html(pair: ModelPair) -> str:
 
 
 def scan_summary(scan: Scan, index: int | None = None) -> str:
-    """One Markdown line about the scan read (format, size, slice), no identifiers."""
+    """Markdown about the scan read (format, series, size, slice, what was left out), no
+    identifiers: a DICOM series is named by its description and slice count only."""
     fmt = {"dicom": "DICOM", "nifti": "NIfTI", "png": "PNG", "jpeg": "JPEG"}.get(scan.source_format,
                                                                              scan.source_format or "image")
     h, w = scan.data.shape[-2:]
+    if "series_slices" in scan.tags:
+        desc = scan.tags.get("SeriesDescription") or "(no description)"
+        fmt = f'{fmt} series "{html.escape(desc)}"'
     if scan.is_volume:
         index = scan.slice_index if index is None else index
         default = " (the default: most brain signal)" if index == scan.slice_index else ""
-        return (f"{fmt} volume, {scan.num_slices} slices of {w}×{h} px; showing slice **{index}** of "
+        text = (f"{fmt} volume, {scan.num_slices} slices of {w}×{h} px; showing slice **{index}** of "
                 f"0–{scan.num_slices - 1}{default}.")
-    return f"{fmt} image, {w}×{h} px."
+    else:
+        text = f"{fmt} image, {w}×{h} px."
+    if scan.notes:
+        text += " " + " ".join(html.escape(n) for n in scan.notes)
+    return text

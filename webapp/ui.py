@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import gradio as gr
 
@@ -74,18 +75,31 @@ def _error_banner(message: str) -> str:
             f'{html.escape(message)}</div>')
 
 
-def _unexpected(e: Exception) -> str:
+def _unexpected(e: BaseException) -> str:
     # The message may quote the file (a patient identifier): log the type only.
     print(f"app: analysis failed with {type(e).__name__}", file=sys.stderr, flush=True)
     return _error_banner(f"Something went wrong while analysing this scan ({type(e).__name__}). "
                          "Please try another file.")
 
 
-def analyse_file(path: str | None, pair: ModelPair, repeats: int = DEFAULT_REPEATS) -> tuple:
-    """Handler for a new file (upload, example click or clear).
+def _source(path: str | Sequence[str] | None) -> str | list[str] | None:
+    """One path, or the list of several uploaded files (a DICOM series); ``None`` if empty."""
+    if path is None or isinstance(path, str):
+        return path or None
+    paths = [str(p) for p in path if p]
+    if not paths:
+        return None
+    return paths[0] if len(paths) == 1 else paths
+
+
+def analyse_file(path: str | Sequence[str] | None, pair: ModelPair, repeats: int = DEFAULT_REPEATS) -> tuple:
+    """Handler for a new upload (one file, several files of a DICOM series, a zip), an
+    example click or a clear.
 
     Args:
-        path: the uploaded file (Gradio's temporary copy), or ``None`` when cleared.
+        path: the uploaded file or files (Gradio's temporary copies), or ``None`` when
+            cleared. Several files, or one ``.zip``, are read as one DICOM series whose
+            slices the slider then walks in their sorted order.
         pair: the models.
         repeats: timed runs per model.
 
@@ -94,15 +108,18 @@ def analyse_file(path: str | None, pair: ModelPair, repeats: int = DEFAULT_REPEA
         uncompressed label, comparison HTML)``. A file that cannot be read gives its
         :class:`~preprocessing.ScanError` message as the status and empty results.
     """
-    if not path:
+    source = _source(path)
+    if source is None:
         return _empty(WELCOME)
     try:
-        scan = load_scan(path)
+        scan = load_scan(source)
         outputs = _outputs_for(pair, scan, None, repeats)
     except ScanError as e:
         gr.Warning(str(e))
         return _empty(_error_banner(str(e)))
-    except Exception as e:  # noqa: BLE001  (keep serving; the page says what happened)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001  (keep serving, even after a decoder's panic)
         return _empty(_unexpected(e))
     volume = scan.is_volume and scan.num_slices > 1
     slider = gr.Slider(visible=volume, minimum=0, maximum=max(scan.num_slices - 1, 1), step=1,
@@ -125,7 +142,9 @@ def analyse_slice(index: float, scan: Scan | None, pair: ModelPair, repeats: int
         return (scan_summary(scan, index), *_outputs_for(pair, scan, index, repeats))
     except ScanError as e:
         return (_error_banner(str(e)), None, None, None, "")
-    except Exception as e:  # noqa: BLE001
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001
         return (_unexpected(e), None, None, None, "")
 
 
@@ -136,7 +155,8 @@ def _header(pair: ModelPair) -> str:
             f"Classifies a brain MRI slice as glioma, meningioma, pituitary tumour or no tumour with a "
             f"**compressed** network ({pair.name}: {ratio:.1f}x fewer FLOPs) next to the **uncompressed** "
             f"one ({pair.reference_name}). Upload DICOM (single or multi-frame), NIfTI (.nii, .nii.gz) "
-            f"or PNG/JPEG; the format is recognised from the content.")
+            f"or PNG/JPEG — or a DICOM series as several files or one .zip; the format is recognised "
+            f"from the content.")
 
 
 def build_demo(pair: ModelPair, repeats: int = DEFAULT_REPEATS, temp_ttl_s: int = 300) -> gr.Blocks:
@@ -160,8 +180,8 @@ def build_demo(pair: ModelPair, repeats: int = DEFAULT_REPEATS, temp_ttl_s: int 
         scan_state = gr.State(None, time_to_live=STATE_TTL_S)
         with gr.Row():
             with gr.Column(scale=2):
-                file = gr.File(label="Scan file (DICOM, NIfTI, PNG/JPEG)", file_count="single", type="filepath",
-                               elem_id="scan-file")
+                file = gr.File(label="Scan file (DICOM, NIfTI, PNG/JPEG), or a DICOM series (several files or a .zip)",
+                               file_count="multiple", type="filepath", elem_id="scan-file")
                 slider = gr.Slider(0, 1, value=0, step=1, label="Slice", visible=False, elem_id="slice")
                 status = gr.Markdown(WELCOME, elem_id="status")
                 image = gr.Image(label="What the models see (preprocessed input)", type="numpy", image_mode=None,
@@ -174,7 +194,7 @@ def build_demo(pair: ModelPair, repeats: int = DEFAULT_REPEATS, temp_ttl_s: int 
                     label_o = gr.Label(label=f"Uncompressed ({pair.reference_name})", num_top_classes=4,
                                        elem_id="label-original")
                 comparison = gr.HTML("", elem_id="comparison")
-        gr.Examples(examples=[[str(p)] for p in EXAMPLES], inputs=[file], label="Example scans (one click)",
+        gr.Examples(examples=[[[str(p)]] for p in EXAMPLES], inputs=[file], label="Example scans (one click)",
                     examples_per_page=len(EXAMPLES))
 
         file.change(lambda path: analyse_file(path, pair, repeats), inputs=[file],

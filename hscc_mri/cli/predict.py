@@ -11,16 +11,19 @@ from ._common import CliError, set_threads
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``predict``."""
     p = sub.add_parser(
-        "predict", help="classify scan files (DICOM, NIfTI, PNG/JPEG)",
-        description="Classify each FILE and print one result per file. With --json, one JSON object "
+        "predict", help="classify scan files (DICOM, NIfTI, PNG/JPEG) or DICOM series (folder, .zip)",
+        description="Classify each FILE and print one result per file. A FILE may also be a folder or "
+        ".zip of one DICOM series (slices sorted by position). With --json, one JSON object "
         "per line: file, label, probabilities (class -> p), latency_ms (median model time, batch 1), "
-        "and slice for volumes; a file that cannot be read gives {file, error} and the run goes on. "
-        "Exit status 1 if any file could not be read.",
+        "slice and slices for volumes, series and notes for a series; a file that cannot be read gives "
+        "{file, error} and the run goes on. Exit status 1 if any file could not be read.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default=DEFAULT_MODEL, help="registry name or artifact path")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.add_argument("--slice", type=int, default=None, help="slice of volumes (default: most brain signal)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per file for latency_ms")
+    p.add_argument("--series", default=None,
+                   help="for a folder/zip holding several series: its number in the listing or its description")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=run)
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from e
     failures = 0
     for f in args.files:
-        res = predict_file(model, f, slice_index=args.slice, repeats=args.repeats)
+        res = predict_file(model, f, slice_index=args.slice, repeats=args.repeats, series=args.series)
         failures += "error" in res
         if args.json:
             print(json.dumps(res), flush=True)

@@ -26,21 +26,29 @@ how DICOM viewers display them; the header's *Image Orientation (Patient)* relat
 to the LPS patient frame (``orientation="LPS/patient"``), without resampling.
 
 Before any pixel data is decoded the header is checked: structured reports and other
-objects without pixels are rejected with an explanation, the claimed size must be
-within :data:`~preprocessing.scan.MAX_SIDE` / :data:`~preprocessing.scan.MAX_VOXELS`,
-and the transfer syntax must have an installed decoder.
+objects without pixels are rejected with an explanation (an image object whose pixel
+data is missing is called incomplete), the claimed size must be within
+:data:`~preprocessing.scan.MAX_SIDE` / :data:`~preprocessing.scan.MAX_VOXELS`, the
+transfer syntax must have an installed decoder, and compressed frames must be intact
+(:mod:`preprocessing.readers.frames`). Decoding runs inside
+:func:`preprocessing.guard.reading`, so a decoder's panic is a ScanError too.
+
+:func:`dataset_to_scan` does the same for a dataset already parsed (the series reader
+uses it for every slice).
 """
 from __future__ import annotations
 
+import io
 import math
-import warnings
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
+from pydicom.encaps import generate_frames
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
@@ -49,9 +57,18 @@ from pydicom.uid import (
 )
 
 from ..errors import ScanError, quote_name
+from ..guard import PASS_THROUGH, reading
 from ..scan import Scan, check_dimensions, rgb_to_grey
+from .frames import frame_problem
 
-__all__ = ["DicomReader", "looks_like_headerless_dicom", "transfer_syntax_name"]
+__all__ = ["MAX_FILE_BYTES", "DicomReader", "dataset_to_scan", "file_bytes", "headerless_dicom_bytes",
+           "looks_like_headerless_dicom", "read_dicom", "transfer_syntax_name"]
+
+#: Largest DICOM file opened: 2 GiB, four times the largest accepted image as float32.
+MAX_FILE_BYTES: int = 2 * 1024**3
+#: Bytes of a file without preamble parsed to decide whether it is DICOM: the header
+#: of any real image fits, and a big file of zeros is not parsed to its end.
+SNIFF_BYTES: int = 64 * 1024
 
 _DICM_OFFSET = 128
 _HEADERLESS_SUFFIXES = (".dcm", ".dicom")
@@ -85,27 +102,40 @@ def transfer_syntax_name(uid: str) -> str:
     return UID(uid).name
 
 
-def looks_like_headerless_dicom(path: Path) -> bool:
+def looks_like_headerless_dicom(path: Path, head: bytes | None = None) -> bool:
     """Whether a ``.dcm`` file without the 128-byte preamble still parses as DICOM.
 
     Only files whose name ends in ``.dcm`` or ``.dicom`` are tried (old exports and
-    some PACS omit the Part 10 preamble). The header is parsed with ``force=True`` and
-    must contain at least one of SOP Class UID, Modality, Rows or Columns.
+    some PACS omit the Part 10 preamble). The first :data:`SNIFF_BYTES` bytes are parsed
+    with ``force=True`` (never the whole file: parsing megabytes of zeros as DICOM takes
+    seconds) and must contain at least one of SOP Class UID, Modality, Rows or Columns.
 
     Args:
         path: File to test.
+        head: Its first bytes, if already read; the file is read again only when fewer
+            than :data:`SNIFF_BYTES` were given.
 
     Returns:
-        True if pydicom can read a plausible DICOM header from it.
+        True if pydicom can read a plausible DICOM header from the first bytes.
     """
     if path.suffix.lower() not in _HEADERLESS_SUFFIXES:
         return False
+    if head is None or len(head) < SNIFF_BYTES:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(SNIFF_BYTES)
+        except OSError:
+            return False
+    return headerless_dicom_bytes(head[:SNIFF_BYTES])
+
+
+def headerless_dicom_bytes(head: bytes) -> bool:
+    """Whether ``head`` (the first bytes of a file without preamble) parses as DICOM."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+        with reading("head"):
+            ds = pydicom.dcmread(io.BytesIO(head[:SNIFF_BYTES]), force=True, stop_before_pixels=True)
             return any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "Columns"))
-    except Exception:  # noqa: BLE001 - anything pydicom chokes on is "not DICOM"
+    except ScanError:  # anything pydicom chokes on is "not DICOM"
         return False
 
 
@@ -131,28 +161,75 @@ class DicomReader:
             ScanError: Corrupt or truncated file, no pixel data, structured report,
                 absurd size, or a compression this installation cannot decode.
         """
+        return read_dicom(path, path.name)
+
+
+def read_dicom(source: str | os.PathLike[str] | BinaryIO, name: str) -> Scan:
+    """Read one DICOM file (a path or an open binary file) into a :class:`Scan`.
+
+    Args:
+        source: The file, or its bytes as a binary file object (e.g. a zip member).
+        name: Base name for messages and ``Scan.name``.
+
+    Raises:
+        ScanError: As :meth:`DicomReader.read`.
+    """
+    with reading(name):
+        if isinstance(source, (str, os.PathLike)):
+            source = io.BytesIO(file_bytes(Path(os.fspath(source)), name))
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return _read(path)
-        except ScanError:
+            ds = pydicom.dcmread(source, force=True)
+        except (ScanError, *PASS_THROUGH, MemoryError):
             raise
-        except MemoryError as e:
-            raise ScanError(
-                f"{quote_name(path)} is too large to open on this computer."
-            ) from e
-        except Exception as e:  # noqa: BLE001 - pydicom raises many kinds on bad files
-            raise ScanError(
-                f"{quote_name(path)} could not be read as DICOM: the file is damaged or "
-                "incomplete (for example cut short during copying). Please copy or "
-                "export it again."
-            ) from e
+        except BaseException as e:  # noqa: BLE001 - pydicom raises many kinds on bad files
+            raise ScanError(_unreadable(name)) from e
+        return dataset_to_scan(ds, name)
 
 
-def _read(path: Path) -> Scan:
-    name = path.name
-    q = quote_name(path)
-    ds = pydicom.dcmread(path, force=True)
+def file_bytes(path: Path, name: str) -> bytes:
+    """The whole file, for parsing from memory.
+
+    pydicom reads each element with ``read(length)``; on a real file that allocates the
+    *declared* length first, so one damaged length field (e.g. 0xFFFFFFF0) would reserve
+    gigabytes. From memory, ``read`` returns at most what the file holds.
+    """
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ScanError(f"{quote_name(name)} is larger than any MRI file "
+                        f"({path.stat().st_size / 2**30:.1f} GiB); it was not opened.")
+    return path.read_bytes()
+
+
+def _unreadable(name: str) -> str:
+    return (f"{quote_name(name)} could not be read as DICOM: the file is damaged or "
+            "incomplete (for example cut short during copying). Please copy or "
+            "export it again.")
+
+
+def dataset_to_scan(ds: Dataset, name: str) -> Scan:
+    """Check a parsed dataset's header, decode its pixels and build the :class:`Scan`.
+
+    Args:
+        ds: The dataset, read with its pixel data.
+        name: Base name for messages and ``Scan.name``.
+
+    Returns:
+        ``(H, W)`` or ``(Z, H, W)`` float32 scan (pixel values are not yet checked:
+        :func:`~preprocessing.scan.check_pixels` does that for the whole scan).
+
+    Raises:
+        ScanError: As :meth:`DicomReader.read`.
+    """
+    with reading(name):
+        try:
+            return _read(ds, name)
+        except (ScanError, *PASS_THROUGH, MemoryError):
+            raise
+        except Exception as e:  # noqa: BLE001 - header values of any type
+            raise ScanError(_unreadable(name)) from e
+
+
+def _read(ds: Dataset, name: str) -> Scan:
+    q = quote_name(name)
     _reject_non_images(ds, q)
 
     rows, cols = ds.get("Rows"), ds.get("Columns")
@@ -168,11 +245,12 @@ def _read(path: Path) -> Scan:
 
     tsyntax = _transfer_syntax(ds)
     _require_decoder(tsyntax, q)
+    _check_frames(ds, tsyntax, frames, samples, q)
     try:
         stored = ds.pixel_array
-    except MemoryError:
+    except (ScanError, *PASS_THROUGH, MemoryError):
         raise
-    except Exception as e:  # noqa: BLE001
+    except BaseException as e:  # noqa: BLE001 - decoder plug-ins can panic (BaseException)
         raise ScanError(
             f"{q} is damaged or incomplete: its image data could not be decoded "
             f"(stored as '{transfer_syntax_name(tsyntax)}'). Please copy or export "
@@ -215,6 +293,31 @@ def _read(path: Path) -> Scan:
     )
 
 
+def _check_frames(ds: Dataset, tsyntax: UID, frames: int, samples: int, q: str) -> None:
+    """Refuse compressed frames that are cut short or structurally damaged."""
+    if not tsyntax.is_encapsulated or "PixelData" not in ds:
+        return
+    try:
+        chunks = list(generate_frames(ds.PixelData, number_of_frames=frames))
+    except (ScanError, *PASS_THROUGH, MemoryError):
+        raise
+    except BaseException as e:  # noqa: BLE001
+        raise ScanError(
+            f"{q} is damaged: its compressed image data cannot be split into frames. "
+            "Please copy or export it again."
+        ) from e
+    if len(chunks) != frames:
+        problem = f"it holds {len(chunks)} of the {frames} frames its header announces"
+    else:
+        problem = frame_problem(chunks, str(tsyntax), rows=int(ds.Rows), cols=int(ds.Columns),
+                                samples=samples, bits_allocated=int(ds.get("BitsAllocated") or 8))
+    if problem:
+        raise ScanError(
+            f"{q} is damaged or incomplete: {problem}, so part of the image would be "
+            "missing or wrong. Please copy or export it again."
+        )
+
+
 def _reject_non_images(ds: Dataset, q: str) -> None:
     """Explain objects that are not images: reports, DICOMDIRs, anything without pixels."""
     meta = getattr(ds, "file_meta", None) or Dataset()
@@ -232,6 +335,12 @@ def _reject_non_images(ds: Dataset, q: str) -> None:
         )
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         kind = UID(sop).name if sop and UID(sop).is_valid else ""
+        if "Image Storage" in kind or any(k in ds for k in ("Rows", "Columns", "BitsAllocated")):
+            raise ScanError(
+                f"{q} is incomplete: it describes an image but its image data is missing "
+                "(the file was probably cut short during copying or download). Please "
+                "copy or export it again."
+            )
         what = f" It is a '{kind}' object." if kind and kind != sop else ""
         raise ScanError(
             f"{q} contains no image (no pixel data) — it may be a report, a "

@@ -39,7 +39,12 @@ Dimensions
 
 Safety: the header is parsed first, the claimed size checked against the shared limits,
 and then exactly the bytes the header announces are read (decompressing a ``.nii.gz``
-no further), so a small file cannot expand into gigabytes. Scaling (``scl_slope``,
+no further), so a small file cannot expand into gigabytes. The data offset
+(``vox_offset``) must lie within :data:`MAX_DATA_OFFSET` and, for an uncompressed file,
+the data must fit in the file; both are checked before reading. Header extensions are
+skipped in chunks, never held in memory. A header with an impossible number of
+dimensions, or an orientation matrix that is not finite and invertible, is refused
+with a message saying so. Scaling (``scl_slope``,
 ``scl_inter``) is applied. When neither ``sform`` nor ``qform`` is set, nibabel's
 fallback affine is used and ``tags["affine_source"]`` says ``"none"``.
 """
@@ -57,6 +62,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import ScanError, quote_name
+from ..guard import PASS_THROUGH, reading
 from ..scan import Scan, check_dimensions
 
 __all__ = ["NiftiReader", "write_nifti_slice", "write_nifti_volume"]
@@ -64,6 +70,10 @@ __all__ = ["NiftiReader", "write_nifti_slice", "write_nifti_volume"]
 _GZIP_MAGIC = b"\x1f\x8b"
 _SIZES = {348: (1, nib.Nifti1Header, nib.Nifti1Image), 540: (2, nib.Nifti2Header, nib.Nifti2Image)}
 _SNIFF_BYTES = 540
+#: Largest accepted data offset (header plus extensions), in bytes. Extensions hold
+#: small metadata (a few KiB); 64 MiB leaves ample room.
+MAX_DATA_OFFSET: int = 64 * 1024 * 1024
+_CHUNK = 1 << 20
 
 
 def _header_version(block: bytes) -> int | None:
@@ -106,18 +116,17 @@ class NiftiReader:
             ScanError: Corrupt/truncated file, 4-D series, absurd size.
         """
         q = quote_name(path)
-        try:
-            img, tags = _load_image(path)
-            data, spacing = _to_display(img)
-        except ScanError:
-            raise
-        except MemoryError as e:
-            raise ScanError(f"{q} is too large to open on this computer.") from e
-        except Exception as e:  # noqa: BLE001 - nibabel/gzip/zlib raise many kinds
-            raise ScanError(
-                f"{q} could not be read as NIfTI: the file is damaged or incomplete "
-                "(for example cut short during copying). Please copy or export it again."
-            ) from e
+        with reading(path.name):
+            try:
+                img, tags = _load_image(path)
+                data, spacing = _to_display(img, q)
+            except (ScanError, *PASS_THROUGH, MemoryError):
+                raise
+            except Exception as e:  # noqa: BLE001 - nibabel/gzip/zlib raise many kinds
+                raise ScanError(
+                    f"{q} could not be read as NIfTI: the file is damaged or incomplete "
+                    "(for example cut short during copying). Please copy or export it again."
+                ) from e
         return Scan(
             data=data,
             spacing=spacing,
@@ -152,6 +161,12 @@ def _load_image(path: Path) -> tuple[nib.Nifti1Image, dict[str, str]]:
                 f"{q} has a damaged NIfTI header (or is an old Analyze file, which is "
                 "not supported); please convert it to NIfTI again."
             )
+        n_dims = int(header["dim"][0])
+        if not 1 <= n_dims <= 7 or any(int(d) < 0 for d in header["dim"][1:n_dims + 1]):
+            raise ScanError(
+                f"{q} has an invalid NIfTI header (it states {n_dims} dimensions; 1 to 7 "
+                "are possible). The file is damaged; please convert it to NIfTI again."
+            )
         shape = tuple(int(d) for d in header.get_data_shape())
         spatial = _spatial_shape(shape, q)
         check_dimensions(spatial, path.name, check_min_side=False)
@@ -162,15 +177,32 @@ def _load_image(path: Path) -> tuple[nib.Nifti1Image, dict[str, str]]:
                 "not supported; please convert it to a grey-level NIfTI volume."
             )
         offset = int(header.get_data_offset())
-        expected = offset + math.prod(shape) * dtype.itemsize
-        rest = f.read(max(0, expected - len(block)))
-    content = (block + rest)[:expected]
-    if len(content) < expected:
+        n_bytes = math.prod(shape) * dtype.itemsize
+        expected = offset + n_bytes
+        if not version <= offset <= MAX_DATA_OFFSET:
+            raise ScanError(
+                f"{q} has an invalid NIfTI header: its image data is said to start at byte "
+                f"{offset:,}, {'inside the header' if offset < version else 'far beyond any real header'}. "
+                "The file is damaged; please convert it to NIfTI again."
+            )
+        if not compressed and os.stat(path).st_size < expected:
+            raise ScanError(
+                f"{q} is incomplete: it holds {os.stat(path).st_size:,} of the {expected:,} "
+                "bytes its header announces (cut short during copying?). Please copy it again."
+            )
+        if offset <= len(block):
+            data = block[offset:offset + n_bytes]
+        else:
+            _skip(f, offset - len(block))
+            data = b""
+        data += f.read(n_bytes - len(data))
+    if len(data) < n_bytes:
         raise ScanError(
-            f"{q} is incomplete: it holds {len(content):,} of the {expected:,} bytes its "
-            "header announces (cut short during copying?). Please copy it again."
+            f"{q} is incomplete: it holds {offset + len(data):,} of the {expected:,} bytes "
+            "its header announces (cut short during copying?). Please copy it again."
         )
-    img = image_cls.from_bytes(content)
+    header.set_data_offset(version + 4)  # extensions dropped: the data follows the header
+    img = image_cls.from_bytes(header.binaryblock + b"\0" * 4 + data)
     sform_code = int(img.header["sform_code"])
     qform_code = int(img.header["qform_code"])
     tags = {
@@ -180,6 +212,15 @@ def _load_image(path: Path) -> tuple[nib.Nifti1Image, dict[str, str]]:
         "affine_source": "sform" if sform_code > 0 else "qform" if qform_code > 0 else "none",
     }
     return img, tags
+
+
+def _skip(f, count: int) -> None:
+    """Read and discard ``count`` bytes, in chunks."""
+    while count > 0:
+        chunk = f.read(min(count, _CHUNK))
+        if not chunk:
+            return
+        count -= len(chunk)
 
 
 def _spatial_shape(shape: tuple[int, ...], q: str) -> tuple[int, ...]:
@@ -202,8 +243,15 @@ def _spatial_shape(shape: tuple[int, ...], q: str) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def _to_display(img: nib.Nifti1Image) -> tuple[np.ndarray, tuple[float, ...]]:
+def _to_display(img: nib.Nifti1Image, q: str) -> tuple[np.ndarray, tuple[float, ...]]:
     """RAS-canonical data in the radiological ``(Z, H, W)`` / ``(H, W)`` layout."""
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise ScanError(
+            f"{q} has an invalid orientation matrix (sform/qform): it does not say how the "
+            "voxels lie in space, so the slices cannot be shown the right way round. "
+            "Please convert the scan to NIfTI again."
+        )
     data = np.asarray(img.get_fdata(dtype=np.float32))
     data = data.reshape(data.shape[:3] + tuple(d for d in data.shape[3:] if d != 1))
     if data.ndim == 2:

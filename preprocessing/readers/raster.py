@@ -18,7 +18,8 @@ the image is shown on screen, after applying an EXIF orientation tag if present.
 Safety: the size from the header is checked against the shared limits before
 ``load()``; Pillow's own decompression-bomb guard is turned into a ScanError; a
 truncated file is an error, never silently padded (``LOAD_TRUNCATED_IMAGES`` is forced
-off while decoding, under a lock because it is a global Pillow setting).
+off while decoding, under a lock because it is a global Pillow setting). Pillow's other
+warnings (e.g. "Corrupt EXIF data") stay quiet (:func:`preprocessing.guard.reading`).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from ..errors import ScanError, quote_name
+from ..guard import reading
 from ..scan import Scan, check_dimensions, rgb_to_grey
 
 __all__ = ["RasterReader"]
@@ -64,7 +66,7 @@ class RasterReader:
             ScanError: Truncated/corrupt file, absurd size, unsupported pixel layout.
         """
         q = quote_name(path)
-        with _LOCK, warnings.catch_warnings():
+        with reading(path.name), _LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             previous = ImageFile.LOAD_TRUNCATED_IMAGES
             ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -138,3 +138,58 @@ def test_compress_cli_calibrates_on_a_folder_and_distils_on_other_scans(tmp_path
     assert report["finetune"]["images_train"] + report["finetune"]["images_val"] == 12
     bad = run_cli("compress", "--model", "alexnet", "--calib", str(tmp_path / "none"), "--out", str(out_path))
     assert bad.returncode == 2 and "--calib" in bad.stderr
+
+
+@pytest.mark.e2e
+def test_predict_survives_one_bad_file_of_each_kind_and_reads_series(tmp_path):
+    """Issue 13: panics, extreme values, zero-filled files, huge offsets and damaged
+    compressed frames between good scans; a zipped DICOM series and its NIfTI twin."""
+    import zipfile
+
+    from preprocessing import load_scan, write_nifti_volume
+    from tests.preprocessing import test_scan_defects as defects
+    from tests.preprocessing import test_series as series
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    vol = np.zeros((6, 16, 16), np.float32)
+    vol[2], vol[3] = 3e38, -3e38
+    write_nifti_volume(vol, bad / "extreme.nii")
+    (bad / "panic.dcm").write_bytes(defects.rle_panic_bytes()[0])
+    (bad / "zeros.dcm").write_bytes(bytes(4 * 1024 * 1024))
+    offset = bytearray(defects._nifti_bytes(352))
+    offset[108:112] = np.float32(1e9).tobytes()
+    (bad / "offset.nii").write_bytes(bytes(offset))
+    jpg = (SAMPLES / "Te-gl_0010.jpg").read_bytes()
+    defects._encapsulated(bad / "cut.dcm", jpg[: len(jpg) // 3], "1.2.840.10008.1.2.4.50", 512, 512, 3, 8,
+                          "YBR_FULL_422")
+    folder = tmp_path / "Te-pi_0014_series"
+    series.write_series(folder, load_scan(series.TWIN).data)
+    archive = tmp_path / "Te-pi_0014_series.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(folder.iterdir()):
+            zf.write(p, p.name)
+    good = [str(SAMPLES / f) for f in SAMPLE_LABELS]
+    bad_files = [str(p) for p in sorted(bad.iterdir())]
+    files = [good[0]]
+    for b, g in zip(bad_files, good[1:] * 2):
+        files += [b, g]
+    files += [str(archive), str(folder), str(series.TWIN)]
+    env_run = run_cli("predict", "--model", "vgg16-brain-mri", "--json", "--repeats", "1", *files)
+    assert env_run.returncode == 1, env_run.stderr
+    assert "Traceback" not in env_run.stderr and "panicked" not in env_run.stderr, env_run.stderr
+    results = [json.loads(line) for line in env_run.stdout.splitlines()]
+    assert [r["file"] for r in results] == files
+    by_file = {r["file"]: r for r in results}
+    for f in bad_files:
+        assert "error" in by_file[f] and Path(f).name in by_file[f]["error"], by_file[f]
+    for f in files:
+        if f not in bad_files:
+            assert "label" in by_file[f], by_file[f]
+    for f in good:
+        assert by_file[f]["label"] == SAMPLE_LABELS[Path(f).name]
+    twin = by_file[str(series.TWIN)]
+    for f in (str(archive), str(folder)):
+        assert by_file[f]["label"] == twin["label"] and by_file[f]["slices"] == 7 == twin["slices"]
+        assert by_file[f]["slice"] == twin["slice"] and by_file[f]["series"] == "T1 AX"
+        assert max(abs(by_file[f]["probabilities"][c] - twin["probabilities"][c]) for c in twin["probabilities"]) < 1e-4

@@ -148,7 +148,7 @@ def test_missing_file(tmp_path):
 def test_directory_instead_of_file(tmp_path):
     folder = tmp_path / "series_folder"
     folder.mkdir()
-    expect_scan_error(folder, "is a folder, not a file")
+    expect_scan_error(folder, "holds no DICOM image files")
 
 
 def test_zero_byte_file(tmp_path):
@@ -233,7 +233,7 @@ def test_dicom_without_pixel_data_shipped(tmp_path):
 
 def test_dicom_without_pixel_data_built(tmp_path):
     path = make_mr(tmp_path / "nopix.dcm", np.zeros((16, 16), np.uint16), PixelData=None)
-    expect_scan_error(path, r"no pixel data.*a report, a presentation state")
+    expect_scan_error(path, r"is incomplete: it describes an image but its image data is missing")
 
 
 def test_structured_report_shipped():

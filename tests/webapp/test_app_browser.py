@@ -168,3 +168,27 @@ def test_corrupt_file_shows_its_error_and_the_app_keeps_serving(page, tmp_path, 
     _upload(page, SAMPLES / "Te-no_0021.jpg")
     _wait_for_result(page, "JPEG image")
     assert page.inner_text("#pred-compressed").startswith(DISPLAY_NAMES[expected["Te-no_0021.jpg"]])
+
+
+def test_zipped_dicom_series_upload_walks_the_sorted_slices(page, tmp_path, expected):
+    """Issue 13: a shuffled, zipped DICOM series of the sample NIfTI volume reads as one
+    7-slice series with the NIfTI twin's label; the slider walks its slices."""
+    import zipfile
+
+    from tests.preprocessing import test_series as series
+
+    files = series.write_series(tmp_path / "series", load_scan(SAMPLES / "nifti" / "Te-pi_0014.nii.gz").data)
+    archive = tmp_path / "Te-pi_0014_series.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in files:
+            zf.write(p, p.name)
+    _upload(page, archive)
+    _wait_for_result(page, 'DICOM series "T1 AX" volume, 7 slices')
+    assert page.inner_text("#pred-original").startswith(DISPLAY_NAMES[expected["nifti/Te-pi_0014.nii.gz"]])
+    shown = page.inner_text("#status")
+    other = 0 if "slice 0 of" not in shown else 1
+    box = page.locator("#slice input[type=number]")
+    box.fill(str(other))
+    box.press("Enter")
+    box.blur()
+    _wait_for_result(page, f"slice {other} of")

@@ -30,7 +30,7 @@ def _predict(url: str, path: Path) -> tuple[str, dict, float]:
 
     t0 = time.perf_counter()
     client = Client(url, verbose=False, download_files=False)
-    _slider, status, _image, label_c, label_o, html = client.predict(handle_file(str(path)), api_name="/predict")
+    _slider, status, _image, label_c, label_o, html = client.predict([handle_file(str(path))], api_name="/predict")
     return status, {"compressed": label_c["label"], "original": label_o["label"], "html": html}, \
         time.perf_counter() - t0
 

@@ -139,3 +139,27 @@ def test_page_shows_the_real_test_measurement_of_exactly_this_artifact(tmp_path)
     pair = load_model_pair(str(path), reference="alexnet", progress=False, log=lambda _m: None)
     assert pair.evaluation is None
     assert "No real-test-set measurement" in comparison_html(compare_slice(pair, image, repeats=1), pair)
+
+
+def test_analyse_file_reads_a_series_from_several_files_or_a_zip_and_survives_a_panic(pair, tmp_path):
+    import zipfile
+
+    from tests.preprocessing import test_scan_defects as defects
+    from tests.preprocessing import test_series as series
+
+    twin = load_scan(series.TWIN)
+    files = series.write_series(tmp_path / "series", twin.data)
+    archive = tmp_path / "series.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in files:
+            zf.write(p, p.name)
+    for upload in ([str(p) for p in files], [str(archive)], str(archive)):
+        state, slider, status, image, label_c, *_ = analyse_file(upload, pair, 1)
+        assert isinstance(state, Scan) and state.num_slices == 7, status
+        np.testing.assert_array_equal(state.data, twin.data)
+        assert 'DICOM series "T1 AX" volume, 7 slices' in status and slider.maximum == 6
+    panic = tmp_path / "panic.dcm"
+    panic.write_bytes(defects.rle_panic_bytes()[0])
+    with pytest.warns(UserWarning):
+        state, slider, status, *_ = analyse_file([str(panic)], pair, 1)
+    assert state is None and "cannot be used" in status
