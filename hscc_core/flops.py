@@ -56,12 +56,10 @@ def input_shape_of(model: nn.Module, input_shape: Sequence[int] | None = None, b
     return tuple(int(s) for s in spec.input_shape(batch))
 
 
-_input_shape = input_shape_of
-
 
 def _run_counter(model: nn.Module, input_shape: Sequence[int] | None) -> FlopCounterMode:
     """One forward pass under a FlopCounterMode, in eval mode; the mode is restored after."""
-    shape = _input_shape(model, input_shape)
+    shape = input_shape_of(model, input_shape)
     x = torch.zeros(shape, device=_model_device(model))
     was_training = model.training
     model.eval()

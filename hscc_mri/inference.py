@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from hscc_core import time_forward
-from preprocessing import ScanError, load_scan, scan_to_model_input
+from preprocessing import PASS_THROUGH, ScanError, load_scan, scan_to_model_input
 
 __all__ = ["predict_file", "predict_tensor", "probabilities"]
 
@@ -48,7 +48,7 @@ def predict_file(model: nn.Module, path: str | Path, slice_index: int | None = N
         x = scan_to_model_input(scan, model.spec)
     except ScanError as e:
         return {"file": str(path), "error": str(e)}
-    except (KeyboardInterrupt, SystemExit):
+    except PASS_THROUGH:  # Ctrl+C and sys.exit, as the readers' own guard lets them through
         raise
     except BaseException as e:  # noqa: BLE001 - one bad file must not end the run
         return {"file": str(path), "error": f"{Path(str(path)).name!r} could not be read "

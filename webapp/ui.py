@@ -20,7 +20,7 @@ from typing import Sequence
 
 import gradio as gr
 
-from preprocessing import Scan, ScanError, is_eight_bit, load_scan
+from preprocessing import PASS_THROUGH, Scan, ScanError, is_eight_bit, load_scan
 
 from .models import ModelPair
 from .predict import DEFAULT_REPEATS, compare_slice, comparison_html, label_value, scan_summary
@@ -117,7 +117,7 @@ def analyse_file(path: str | Sequence[str] | None, pair: ModelPair, repeats: int
     except ScanError as e:
         gr.Warning(str(e))
         return _empty(_error_banner(str(e)))
-    except (KeyboardInterrupt, SystemExit):
+    except PASS_THROUGH:
         raise
     except BaseException as e:  # noqa: BLE001  (keep serving, even after a decoder's panic)
         return _empty(_unexpected(e))
@@ -142,7 +142,7 @@ def analyse_slice(index: float, scan: Scan | None, pair: ModelPair, repeats: int
         return (scan_summary(scan, index), *_outputs_for(pair, scan, index, repeats))
     except ScanError as e:
         return (_error_banner(str(e)), None, None, None, "")
-    except (KeyboardInterrupt, SystemExit):
+    except PASS_THROUGH:
         raise
     except BaseException as e:  # noqa: BLE001
         return (_unexpected(e), None, None, None, "")
