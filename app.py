@@ -67,7 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true",
                    help="also create a public *.gradio.live link (traffic, including scans, goes through "
                         "Gradio's relay servers; needs internet)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores available)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores available)")
+    from hscc_mri.runtimes import PRECISIONS, RUNTIMES
+
+    p.add_argument("--runtime", default="auto", choices=("auto", *RUNTIMES),
+                   help="runtime of both models (default: auto, the fastest measured for this CPU: OpenVINO "
+                        "when installed); the page names it")
+    p.add_argument("--precision", default="auto", choices=("auto", *PRECISIONS),
+                   help="arithmetic of both models (default: auto, the measured default; bf16 only on CPUs "
+                        "with native bfloat16)")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per model and scan; the median is shown "
                    "(default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=2,
@@ -113,6 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from hscc_core import ArtifactError
+    from hscc_mri.runtimes import RuntimeUnavailable
     from webapp.models import load_model_pair
 
     threads = args.threads or len(os.sched_getaffinity(0))
@@ -120,8 +129,8 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         pair = load_model_pair(args.model, args.method, args.budget, args.cache_dir, rebuild=args.rebuild,
-                               reference=args.reference)
-    except (ArtifactError, ValueError) as e:
+                               reference=args.reference, runtime=args.runtime, precision=args.precision)
+    except (ArtifactError, RuntimeUnavailable, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     s = pair.seconds
@@ -132,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         how = f"loaded from the artifact in {s['compressed_artifact']:.1f} s"
     print(f"app: compressed model {pair.name} {how}; reference {pair.reference_name} in "
-          f"{s['reference_load']:.1f} s; ready after {time.perf_counter() - t0:.1f} s; torch threads {threads}",
+          f"{s['reference_load']:.1f} s; both in {pair.runtime.label}; ready after {time.perf_counter() - t0:.1f} s; torch threads {threads}",
           file=sys.stderr, flush=True)
 
     from webapp.ui import build_demo, launch

@@ -22,12 +22,14 @@ def probabilities(model: nn.Module, batches: Iterable[torch.Tensor]) -> np.ndarr
 
 
 def predict_tensor(model: nn.Module, x: torch.Tensor, repeats: int = 5) -> dict[str, Any]:
-    """Classify one ``(C, H, W)`` input tensor. Returns label, probabilities, latency."""
+    """Classify one ``(C, H, W)`` input tensor with a PyTorch or compiled model (see
+    :mod:`hscc_mri.runtimes`). Returns label, probabilities, latency, runtime, precision."""
     logits, ms = time_forward(model, x.unsqueeze(0), repeats=repeats)
     probs = torch.softmax(logits.float(), dim=1)[0].tolist()
     names = model.spec.class_names
     best = max(range(len(probs)), key=probs.__getitem__)
-    return {"label": names[best], "probabilities": dict(zip(names, probs)), "latency_ms": ms}
+    return {"label": names[best], "probabilities": dict(zip(names, probs)), "latency_ms": ms,
+            "runtime": getattr(model, "runtime", "torch"), "precision": getattr(model, "precision", "fp32")}
 
 
 def predict_file(model: nn.Module, path: str | Path, slice_index: int | None = None,

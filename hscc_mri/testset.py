@@ -33,6 +33,7 @@ from hscc_core import (atomic_write, classification_report, count_flops, count_p
                        optimize_for_inference, time_forward_interleaved)
 
 from .report.analysis import paired_difference
+from .runtimes.base import source_model
 
 if TYPE_CHECKING:
     from models import ModelSpec
@@ -335,8 +336,10 @@ def evaluate_models(reference: nn.Module, candidates: Mapping[str, nn.Module], t
     rows = []
     for (name, model), (_, ms) in zip(models.items(), timings):
         row = _row(name, probs[name], ref_probs, test_set, idx, n_bootstrap, seed)
-        flops = count_flops(model)
-        row.update(latency_ms=float(ms), flops=flops, gflops=flops / 1e9, params=count_params(model))
+        source = source_model(model)  # FLOPs are counted in PyTorch, whatever runs the model
+        flops = count_flops(source)
+        row.update(latency_ms=float(ms), flops=flops, gflops=flops / 1e9, params=count_params(source),
+                   runtime=getattr(model, "runtime", "torch"), precision=getattr(model, "precision", "fp32"))
         if name == reference_name:
             row["vs_reference"] = None
         else:

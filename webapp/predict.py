@@ -167,14 +167,16 @@ def comparison_html(cmp: Comparison, pair: ModelPair) -> str:
          f'<span id="latency-original">{o.latency_ms:.1f} ms</span>'),
         ("FLOPs per scan", e(_giga(r.get("flops_compressed"))), e(_giga(r.get("flops_original")))),
         ("Parameters", e(_mega(r.get("params_compressed"))), e(_mega(r.get("params_original")))),
+        ("Runs in", f'<span id="runtime-compressed">{e(pair.runtime.label)}</span>',
+         f'<span id="runtime-original">{e(pair.runtime.label)}</span>'),
     ]
     body = "".join(f"<tr><th scope='row'>{name}</th><td>{a}</td><td>{b}</td></tr>" for name, a, b in rows)
     table = (f'<table id="comparison-table" class="hscc-table"><thead><tr><th></th>'
              f'<th>Compressed ({e(pair.name)})</th><th>Uncompressed ({e(pair.reference_name)})</th></tr></thead>'
              f'<tbody>{body}</tbody></table>')
     speed = (f'<p id="speedup" class="hscc-speedup">Speed-up on this scan: <b>{cmp.speedup:.1f}x</b> '
-             f'(FLOPs {flops_ratio:.1f}x fewer; {cmp.threads} CPU thread{"s" if cmp.threads != 1 else ""}, '
-             f'models timed in turns).</p>')
+             f'(FLOPs {flops_ratio:.1f}x fewer; both in {e(pair.runtime.label)}, {cmp.threads} CPU '
+             f'thread{"s" if cmp.threads != 1 else ""}, models timed in turns).</p>')
     return banner + table + speed + real_test_html(pair)
 
 

@@ -154,7 +154,7 @@ def _header(pair: ModelPair) -> str:
     return (f"# HSCC-MRI: brain-tumour MRI classifier\n"
             f"Classifies a brain MRI slice as glioma, meningioma, pituitary tumour or no tumour with a "
             f"**compressed** network ({pair.name}: {ratio:.1f}x fewer FLOPs) next to the **uncompressed** "
-            f"one ({pair.reference_name}). Upload DICOM (single or multi-frame), NIfTI (.nii, .nii.gz) "
+            f"one ({pair.reference_name}), both running in {pair.runtime.label} on this CPU. Upload DICOM (single or multi-frame), NIfTI (.nii, .nii.gz) "
             f"or PNG/JPEG — or a DICOM series as several files or one .zip; the format is recognised "
             f"from the content.")
 

@@ -3,7 +3,8 @@
 One module per command: ``train`` (a classifier on phantoms or a folder data set),
 ``compress`` (HSCC / Global SVD / Tucker-2 under a FLOPs budget), ``predict`` (classify
 scan files), ``bench`` (side-by-side latency), ``evaluate`` (accuracy and fidelity on a
-labelled test set, or leave-one-scan-out) and ``report`` (the evidence report).
+labelled test set, or leave-one-scan-out), ``export`` (ONNX and OpenVINO IR, checked
+against PyTorch) and ``report`` (the evidence report).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-from . import bench, compress, evaluate, predict, report, train
+from . import bench, compress, evaluate, export, predict, report, train
 from ._common import CliError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -31,7 +32,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         description="HSCC-MRI: train, compress, benchmark, evaluate and run brain-tumour MRI classifiers.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (train, compress, predict, bench, evaluate, report):
+    for command in (train, compress, predict, bench, evaluate, export, report):
         command.add_parser(sub)
     return parser
 

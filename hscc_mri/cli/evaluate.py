@@ -81,6 +81,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-views", type=int, default=8, help="leave-one-scan-out: augmented views per held-out scan")
     p.add_argument("--seed", type=int, default=0, help="calibration/augmentation seed; with --data the bootstrap seed")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--runtimes", nargs="+", default=[], metavar="RUNTIME:PRECISION",
+                   help="--data only: also run the uncompressed and every compressed model in each of these "
+                        "(e.g. openvino:fp32 openvino:int8 onnxruntime:int8), one row each, named "
+                        "'<row> [<runtime> <precision>]'; agreement stays against the uncompressed model in "
+                        "PyTorch fp32. int8 is calibrated on the default calibration set; a compressed "
+                        "artifact keeps the layers its int8 plan measured as bad in fp32")
     p.add_argument("--json", default=None, metavar="FILE", help="also write every number to FILE")
     p.add_argument("scans", nargs="*", metavar="SCAN",
                    help="leave-one-scan-out: real scans (default: the JPEG samples in samples/)")
@@ -133,6 +139,40 @@ def _unique(name: str, taken: set[str]) -> str:
     return out
 
 
+def _parse_runtimes(items: list[str]):
+    """``["openvino:int8", ...]`` -> checked :class:`hscc_mri.runtimes.Choice` list."""
+    from ..runtimes import RuntimeUnavailable, resolve_choice
+
+    choices = []
+    for item in items:
+        runtime, _, precision = item.partition(":")
+        try:
+            choices.append(resolve_choice(runtime, precision or "fp32"))
+        except (RuntimeUnavailable, ValueError) as e:
+            raise CliError(f"--runtimes {item}: {e}") from e
+    return choices
+
+
+def _add_runtime_rows(reference, candidates: dict, sources: dict, files: dict, choices, taken: set[str]) -> None:
+    """One more row per (model, runtime choice): the reference and each candidate compiled."""
+    from ..deploy import deploy
+    from ..runtimes import RuntimeUnavailable
+
+    base = [("uncompressed", reference, None)] + [(n, m, files.get(n, (None,))[0]) for n, m in candidates.items()]
+    for choice in choices:
+        if (choice.runtime, choice.precision) == ("torch", "fp32"):
+            continue  # the rows above already are
+        for name, model, artifact in base:
+            try:
+                compiled = deploy(model, choice, artifact=artifact)
+            except (RuntimeUnavailable, ValueError) as e:
+                raise CliError(f"--runtimes {choice.runtime}:{choice.precision} for {name}: {e}") from e
+            row = _unique(f"{name} [{choice.runtime} {choice.precision}]", taken)
+            candidates[row] = compiled
+            sources[row] = {**sources.get(name, {"kind": "reference"}), "runtime": choice.runtime,
+                            "precision": choice.precision, "details": compiled.details}
+
+
 def _cmd_evaluate_data(args: argparse.Namespace) -> int:
     """``evaluate --data DIR``: see :mod:`hscc_mri.testset`."""
     import torch
@@ -159,6 +199,7 @@ def _cmd_evaluate_data(args: argparse.Namespace) -> int:
     for a in args.artifacts:
         if not Path(a).is_file():
             raise CliError(f"--artifacts: no such file: {a}")
+    choices = _parse_runtimes(args.runtimes)
     try:
         reference = resolve_model(args.model)
         test_set = load_test_set(args.data, reference.spec, progress=True)
@@ -195,6 +236,7 @@ def _cmd_evaluate_data(args: argparse.Namespace) -> int:
         sources[name] = {"kind": "artifact", "artifact": path.name, "artifact_sha256": sha,
                          "report": {k: v for k, v in report.items() if k != "layers"}}
         files[name] = (path, sha)
+    _add_runtime_rows(reference, candidates, sources, files, choices, taken)
     try:
         result = evaluate_models(reference, candidates, test_set, n_bootstrap=args.bootstrap, seed=args.seed,
                                  progress=True, batch_size=args.batch_size)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..recipes import DEFAULT_MODEL
-from ._common import CliError, set_threads
+from ..recipes import DEFAULT_MODEL, DEFAULT_PRECISION
+from ._common import CliError, add_runtime_arguments, resolve_runtime, set_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,23 +24,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per file for latency_ms")
     p.add_argument("--series", default=None,
                    help="for a folder/zip holding several series: its number in the listing or its description")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (PyTorch and the runtime)")
+    add_runtime_arguments(p)
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hscc_core import ArtifactError, optimize_for_inference
+    import sys
+    from pathlib import Path
+
+    from hscc_core import ArtifactError
     from models import DISPLAY_NAMES
 
+    from ..deploy import deploy
     from ..inference import predict_file
     from ..resolve import resolve_model
+    from ..runtimes import RuntimeUnavailable
 
     set_threads(args.threads)
+    choice = resolve_runtime(args, DEFAULT_PRECISION)
     try:
-        model = optimize_for_inference(resolve_model(args.model))
-    except ArtifactError as e:
+        source = resolve_model(args.model)
+        artifact = args.model if Path(args.model).is_file() else None
+        model = deploy(source, choice, artifact=artifact)
+    except (ArtifactError, RuntimeUnavailable) as e:
         raise CliError(str(e)) from e
+    print(f"running {args.model} in {model.label}" + (f" ({choice.reason})" if choice.reason else ""),
+          file=sys.stderr, flush=True)
     failures = 0
     for f in args.files:
         res = predict_file(model, f, slice_index=args.slice, repeats=args.repeats, series=args.series)

@@ -261,3 +261,39 @@ def test_cli_end_to_end_vgg16_with_cached_svd(tmp_path, capsys):
     doc = load_evaluation(path)
     assert doc is not None and doc["row"]["accuracy"] == row["accuracy"] and doc["reference"] == ref
     assert "svd 6x" in capsys.readouterr().out
+
+
+def test_cli_runtimes_add_one_row_per_model_and_choice(alexnet_files, tmp_path, capsys):
+    """--runtimes: the reference and the artifact again in each runtime, agreement still
+    against the reference in PyTorch fp32; fp32 in another runtime changes no answer."""
+    dense, cmp_path = alexnet_files
+    out = tmp_path / "eval.json"
+    rc = main(["evaluate", "--data", str(FIXTURE), "--model", str(dense), "--methods", "--artifacts", str(cmp_path),
+               "--runtimes", "openvino:fp32", "onnxruntime:int8", "--json", str(out), "--bootstrap", "50"])
+    assert rc == 0
+    rows = {r["name"]: r for r in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["uncompressed", "alexnet-svd-2x", "uncompressed [openvino fp32]",
+                          "alexnet-svd-2x [openvino fp32]", "uncompressed [onnxruntime int8]",
+                          "alexnet-svd-2x [onnxruntime int8]"]
+    assert rows["uncompressed"]["runtime"] == "torch" and rows["uncompressed"]["precision"] == "fp32"
+    ov = rows["alexnet-svd-2x [openvino fp32]"]
+    assert (ov["runtime"], ov["precision"]) == ("openvino", "fp32")
+    assert ov["predicted"] == rows["alexnet-svd-2x"]["predicted"]  # same arithmetic, other runtime
+    assert ov["flops"] == rows["alexnet-svd-2x"]["flops"] > 0  # counted on the PyTorch source
+    assert rows["uncompressed [openvino fp32]"]["agreement"] == 1.0
+    q = rows["alexnet-svd-2x [onnxruntime int8]"]
+    assert q["source"]["details"]["plan"]["check_images"] > 0  # the artifact's measured int8 plan
+    assert q["source"]["details"]["method"] == "onnxruntime static QDQ"
+    assert rows["uncompressed [onnxruntime int8]"]["source"]["details"]["plan"] is None  # plain PTQ
+    from hscc_mri.deploy import plan_path
+
+    assert plan_path(cmp_path, "onnxruntime").is_file()
+
+
+def test_cli_runtimes_refuses_what_this_cpu_cannot_run(alexnet_files, capsys):
+    from hscc_mri.runtimes import has_native_bf16
+
+    dense, _ = alexnet_files
+    rc = main(["evaluate", "--data", str(FIXTURE), "--model", str(dense), "--runtimes",
+               "onnxruntime:bf16" if has_native_bf16() else "openvino:bf16"])
+    assert rc == 2 and "bf16" in capsys.readouterr().err
