@@ -49,7 +49,24 @@ def _plan_key(artifact: Path, runtime: str, target: float) -> dict[str, Any]:
     # procedure changes).
     recipe = default_recipe(_base_name(artifact))
     return {"format": _PLAN_FORMAT, "artifact_sha256": _sha256(artifact), "runtime": runtime, "target": target,
-            "calibration": recipe.to_dict()}
+            "calibration": recipe.to_dict(), "int8": _int8_settings(runtime)}
+
+
+def _int8_settings(runtime: str) -> dict[str, Any]:
+    """What else decides the int8 arithmetic: the quantiser's settings and whether the CPU
+    has VNNI (without it the overflow fix applies and the kernels differ)."""
+    from .runtimes import has_vnni
+
+    settings: dict[str, Any] = {"vnni": has_vnni()}
+    if runtime == "openvino":
+        from .runtimes import openvino_backend
+
+        settings["overflow_fix"] = openvino_backend.OVERFLOW_FIX
+    elif runtime == "onnxruntime":
+        from .runtimes import onnxruntime_backend
+
+        settings["reduce_range"] = onnxruntime_backend.REDUCE_RANGE
+    return settings
 
 
 def _base_name(artifact: Path) -> str:

@@ -303,8 +303,9 @@ def join_evaluation(model: str, runtime: str, precision: str, rows: Iterable[Map
                     row_name: str | None = None, reference: bool = False) -> dict[str, Any] | None:
     """The evaluation fields of one variant, or ``None`` when no row matches.
 
-    Matching: a row matches when ``row["name"]`` equals ``row_name`` (default: ``model``)
-    and its ``runtime`` and ``precision`` equal the variant's; a row without ``runtime``
+    Matching: a row matches when its model's row name (``row["source"]["base_row"]``,
+    which ``evaluate --runtimes`` sets on the rows it adds, else ``row["name"]``) equals
+    ``row_name`` (default: ``model``) and its ``runtime`` and ``precision`` equal the variant's; a row without ``runtime``
     or ``precision`` is PyTorch fp32 (what ``evaluate`` measured before it had runtimes).
     For the reference model (``reference``) a row named :data:`REFERENCE_ROW`
     (``"uncompressed"``, what ``evaluate`` calls it) is used when none has its own name.
@@ -319,7 +320,8 @@ def join_evaluation(model: str, runtime: str, precision: str, rows: Iterable[Map
     names = [wanted] + ([REFERENCE_ROW] if reference and wanted != REFERENCE_ROW else [])
     for name in names:
         for r in rows:
-            if (r.get("name") == name and (r.get("runtime") or "torch") == runtime
+            base = (r.get("source") or {}).get("base_row") or r.get("name")
+            if (base == name and (r.get("runtime") or "torch") == runtime
                     and (r.get("precision") or "fp32") == precision):
                 return {**{k: r.get(k) for k in _EVAL_FIELDS}, "row": name}
     return None
@@ -400,7 +402,8 @@ def bench_peers(
         calibration: input batches for int8; default: the reference's default calibration
             set (:func:`hscc_mri.calibration.calibration_set` of its default recipe),
             drawn once and only when an int8 choice is asked for.
-        keep_fp32: model name -> layer groups left in float32 in int8.
+        keep_fp32: model name -> layer groups left in float32 in int8, or -> ``{runtime:
+            layer groups}`` (the int8 plans of :func:`hscc_mri.deploy.int8_plan` differ by runtime).
         evaluation: the JSON of ``hscc-mri evaluate --data DIR --json FILE`` (a mapping
             with ``"rows"``), joined by :func:`join_evaluation`.
         progress: tqdm bars on stderr.
@@ -456,9 +459,12 @@ def bench_peers(
                 for runtime, precision in choices:
                     bar.set_postfix_str(f"{name} {runtime_label(runtime, precision)}")
                     try:
+                        keep = keep_fp32.get(name, ())
+                        if isinstance(keep, Mapping):  # per runtime (int8 plans differ by runtime)
+                            keep = keep.get(runtime, ())
                         c = compile_model(models[name], runtime, precision,
                                           calibration=calibration if precision == "int8" else None,
-                                          keep_fp32=keep_fp32.get(name, ()) if precision == "int8" else (),
+                                          keep_fp32=keep if precision == "int8" else (),
                                           threads=threads)
                     except RuntimeUnavailable as e:
                         skipped.append(SkippedChoice(name, runtime, precision, str(e)))

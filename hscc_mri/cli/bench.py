@@ -33,8 +33,10 @@ Derived:
 Peer mode (--peers): the dense --model and every --vs model, each compiled in every
 --choices runtime:precision (default: every pair this machine can run), timed together
 round-robin (every variant once per round, the order reversed every other round) on the
-same fixed-seed input. int8 is calibrated on the dense model's default calibration set;
-a choice this machine cannot run is listed as skipped with the reason. One row per
+same fixed-seed input. int8 is calibrated on the dense model's default calibration set
+(the dense model: every layer quantised, as a user would; a compressed artifact: the
+layers its measured int8 plan names stay float32, hscc_mri/deploy.py); a choice this
+machine cannot run is listed as skipped with the reason. One row per
 model x choice:
   model                the model (registry name, or the artifact's file name without
                        .safetensors, which is also how `evaluate` names its rows)
@@ -116,7 +118,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="e.g. torch:fp32 onnxruntime:fp32 openvino:fp32 openvino:int8 (default: every pair "
                             "this machine can run; torch:fp32 is always added)")
     peers.add_argument("--keep-fp32", type=_pair, action="append", default=[], metavar="MODEL=LAYER[,LAYER]",
-                       help="int8: layer groups of MODEL (its bench name) left in float32 (repeatable)")
+                       help="int8: layer groups of MODEL (its bench name) left in float32 (repeatable); "
+                            "default for a compressed artifact: its measured int8 plan per runtime")
     peers.add_argument("--evaluation", default=None, metavar="FILE",
                        help="the JSON of `hscc-mri evaluate --data DIR --json FILE`: adds accuracy and agreement")
     peers.add_argument("--evaluation-name", type=_pair, action="append", default=[], metavar="MODEL=ROW",
@@ -125,6 +128,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     peers.add_argument("--plot", default=None, metavar="FILE.png",
                        help="write latency at batch 1 against accuracy with the Pareto front (needs --evaluation)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    peers.add_argument("--save", default=None, metavar="FILE.json",
+                       help="also write the result as JSON to FILE (the table still prints)")
     p.set_defaults(func=run)
 
 
@@ -135,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("choices", "evaluation", "plot"):
         if getattr(args, flag) is not None:
             raise CliError(f"--{flag} needs --peers")
-    if args.keep_fp32 or args.evaluation_name:
-        raise CliError("--keep-fp32 and --evaluation-name need --peers")
+    if args.keep_fp32 or args.evaluation_name or args.save:
+        raise CliError("--keep-fp32, --evaluation-name and --save need --peers")
     if len(args.vs) != 1:
         raise CliError(f"the two-model mode compares exactly one --vs model with --model (got {len(args.vs)}); "
                        f"use --peers for more")
@@ -177,6 +182,19 @@ def _bench_name(arg: str, taken: set[str]) -> str:
     return out
 
 
+def _add_int8_plans(keep: dict, models: dict, paths: dict, choices) -> None:
+    """A compressed artifact without ``--keep-fp32`` runs int8 as the product does: with
+    its measured int8 plan per runtime (:func:`hscc_mri.deploy.int8_plan`; the dense
+    model gets plain post-training quantisation, as a user would)."""
+    from ..deploy import int8_plan
+
+    runtimes = sorted({r for r, p in choices if p == "int8" and r != "torch"})
+    for name, path in paths.items():
+        if name in keep or not runtimes:
+            continue
+        keep[name] = {r: list(int8_plan(models[name], r, path)["keep_fp32"]) for r in runtimes}
+
+
 def _run_peers(args: argparse.Namespace) -> int:
     from hscc_core import ArtifactError
 
@@ -196,21 +214,26 @@ def _run_peers(args: argparse.Namespace) -> int:
             evaluation = json.loads(Path(args.evaluation).read_text())
         except (OSError, ValueError) as e:
             raise CliError(f"--evaluation {args.evaluation}: {e}") from e
-    models, taken = {}, set()
+    models, taken, paths = {}, set(), {}
     for flag, arg in [("--model", args.model)] + [("--vs", v) for v in args.vs]:
         try:
-            models[_bench_name(arg, taken)] = resolve_model(arg)
+            name = _bench_name(arg, taken)
+            models[name] = resolve_model(arg)
         except ArtifactError as e:
             raise CliError(f"{flag}: {e}") from e
+        if flag == "--vs" and Path(arg).is_file():
+            paths[name] = arg
     for flag, pairs in (("--keep-fp32", args.keep_fp32), ("--evaluation-name", args.evaluation_name)):
         unknown = sorted({name for name, _ in pairs} - set(models))
         if unknown:
             raise CliError(f"{flag} names no benchmarked model: {', '.join(unknown)} (models: {', '.join(models)})")
-    keep = {}
+    keep: dict = {}
     for name, layers in args.keep_fp32:
         keep.setdefault(name, []).extend(g for g in layers.split(",") if g)
+    choices = args.choices or available()
+    _add_int8_plans(keep, models, paths, choices)
     try:
-        result = bench_peers(models, args.choices or available(), batch_sizes=args.batch_sizes,
+        result = bench_peers(models, choices, batch_sizes=args.batch_sizes,
                              runs=20 if args.runs is None else args.runs,
                              warmup=3 if args.warmup is None else args.warmup, threads=args.threads,
                              keep_fp32=keep, evaluation=evaluation, evaluation_names=dict(args.evaluation_name),
@@ -227,5 +250,8 @@ def _run_peers(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise CliError(f"--plot: {e}") from e
         print(f"wrote {path}", file=sys.stderr)
+    if args.save:
+        Path(args.save).write_text(json.dumps(result.to_dict(), indent=1))
+        print(f"wrote {args.save}", file=sys.stderr)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.table(), flush=True)
     return 0

@@ -169,7 +169,7 @@ def _add_runtime_rows(reference, candidates: dict, sources: dict, files: dict, c
                 raise CliError(f"--runtimes {choice.runtime}:{choice.precision} for {name}: {e}") from e
             row = _unique(f"{name} [{choice.runtime} {choice.precision}]", taken)
             candidates[row] = compiled
-            sources[row] = {**sources.get(name, {"kind": "reference"}), "runtime": choice.runtime,
+            sources[row] = {**sources.get(name, {"kind": "reference"}), "base_row": name, "runtime": choice.runtime,
                             "precision": choice.precision, "details": compiled.details}
 
 

@@ -42,29 +42,38 @@ class _Reader:
         return None if batch is None else {INPUT_NAME: batch}
 
 
+#: 7-bit weights against the u8 x s8 saturation of CPUs without VNNI (ORT's advice for
+#: such CPUs; ``None``: on them only). Off: measured on the validation split
+#: (scripts/int8_options.py, AVX2), 7-bit weights cost the real VGG16 far more agreement
+#: with fp32 (0.50 against 0.89) than the saturation they avoid.
+REDUCE_RANGE: bool | None = False
+
+
 def _quantized_bytes(model: nn.Module, fp32_bytes: bytes, calibration: Sequence[np.ndarray],
-                     keep_fp32: Sequence[str]) -> tuple[bytes, dict[str, Any]]:
+                     keep_fp32: Sequence[str], reduce_range: bool | None = None) -> tuple[bytes, dict[str, Any]]:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    reduce = reduce_range if reduce_range is not None else (REDUCE_RANGE if REDUCE_RANGE is not None
+                                                            else not has_vnni())
     graph = onnx.load_from_string(fp32_bytes)
     groups = layer_groups(model)
     excluded = [n.name for n in graph.graph.node if node_group(n.name, groups) in set(keep_fp32)]
     with tempfile.TemporaryDirectory(prefix="hscc-ort-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32_bytes)
-        # Without VNNI, u8 x s8 products can saturate; 7-bit weights avoid it (ORT's advice).
         quantize_static(str(src), str(dst), _Reader(calibration), quant_format=QuantFormat.QDQ,
-                        per_channel=True, reduce_range=not has_vnni(), activation_type=QuantType.QUInt8,
+                        per_channel=True, reduce_range=reduce, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                         nodes_to_exclude=excluded)
         data = dst.read_bytes()
-    return data, {"method": "onnxruntime static QDQ", "per_channel": True, "reduce_range": not has_vnni(),
+    return data, {"method": "onnxruntime static QDQ", "per_channel": True, "reduce_range": reduce,
                   "calibration_batches": len(calibration), "fp32_layers": list(keep_fp32)}
 
 
 def compile_onnxruntime(model: nn.Module, precision: str, calibration: Sequence[torch.Tensor] | None = None,
-                        keep_fp32: Sequence[str] = (), threads: int | None = None) -> CompiledModel:
+                        keep_fp32: Sequence[str] = (), threads: int | None = None,
+                        reduce_range: bool | None = None) -> CompiledModel:
     """``model`` exported to ONNX and run by ONNX Runtime in ``precision``.
 
     Args:
@@ -73,6 +82,7 @@ def compile_onnxruntime(model: nn.Module, precision: str, calibration: Sequence[
         calibration: model-input batches for the int8 activation ranges (required for int8).
         keep_fp32: layer groups (:func:`~hscc_mri.runtimes.export.layer_groups`) left in fp32.
         threads: intra-op threads (default: ``torch.get_num_threads()``).
+        reduce_range: 7-bit weights (default: :data:`REDUCE_RANGE`).
 
     Raises:
         RuntimeUnavailable: onnxruntime is not installed, or ``bf16`` (no CPU kernels).
@@ -91,7 +101,8 @@ def compile_onnxruntime(model: nn.Module, precision: str, calibration: Sequence[
     if precision == "int8":
         if not calibration:
             raise ValueError("int8 needs calibration batches")
-        data, details = _quantized_bytes(model, data, [b.float().numpy() for b in calibration], keep_fp32)
+        data, details = _quantized_bytes(model, data, [b.float().numpy() for b in calibration], keep_fp32,
+                                         reduce_range)
     elif precision != "fp32":
         raise ValueError(f"precision must be fp32, bf16 or int8, got {precision!r}")
     session = _session(data, threads)

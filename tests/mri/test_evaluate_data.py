@@ -278,6 +278,11 @@ def test_cli_runtimes_add_one_row_per_model_and_choice(alexnet_files, tmp_path, 
     assert rows["uncompressed"]["runtime"] == "torch" and rows["uncompressed"]["precision"] == "fp32"
     ov = rows["alexnet-svd-2x [openvino fp32]"]
     assert (ov["runtime"], ov["precision"]) == ("openvino", "fp32")
+    assert ov["source"]["base_row"] == "alexnet-svd-2x"  # how bench --peers joins it
+    from hscc_mri.peers import join_evaluation
+
+    joined = join_evaluation("alexnet-svd-2x", "openvino", "fp32", rows.values())
+    assert joined is not None and joined["accuracy"] == ov["accuracy"]
     assert ov["predicted"] == rows["alexnet-svd-2x"]["predicted"]  # same arithmetic, other runtime
     assert ov["flops"] == rows["alexnet-svd-2x"]["flops"] > 0  # counted on the PyTorch source
     assert rows["uncompressed [openvino fp32]"]["agreement"] == 1.0

@@ -147,6 +147,10 @@ def test_join_evaluation_matches_simply():
     assert join_evaluation("a", "openvino", "fp32", rows, row_name="hscc 6x") is None
     assert join_evaluation("hscc 6x", "torch", "fp32", rows) == {
         "accuracy": 0.8, "accuracy_se": None, "agreement": None, "agreement_se": None, "row": "hscc 6x"}
+    # evaluate --runtimes names its rows "hscc 6x [openvino int8]" and records the base row
+    added = [{"name": "hscc 6x [openvino int8]", "runtime": "openvino", "precision": "int8", "accuracy": 0.6,
+              "source": {"base_row": "hscc 6x"}}]
+    assert join_evaluation("a", "openvino", "int8", added, row_name="hscc 6x")["accuracy"] == 0.6
 
 
 def test_to_dict_is_strict_json_and_the_table_names_every_variant(bench):

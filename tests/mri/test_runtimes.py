@@ -152,11 +152,16 @@ def test_compiled_model_runs_under_the_timer_and_predict_tensor(dense, inputs, r
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
-def test_int8_stays_close_on_a_model_with_wide_activations(calibration, inputs, runtime):
+def test_the_saturation_guard_keeps_int8_close_on_a_model_with_wide_activations(calibration, inputs, runtime):
     """He-initialised weights, no biases: outputs that vary with the input and wide
     activation ranges. Without VNNI the CPU's u8 x s8 products saturate unless every
-    layer's weights are 7-bit (measured here on AVX2, OpenVINO with NNCF's default
-    first-layer-only fix: max |dp| 0.17-0.20, top-1 agreement 0.56-0.75)."""
+    layer's weights are 7-bit (measured here on AVX2 with the guard off: top-1 agreement
+    0.38-0.75). The guard is an option, not the default: on the real VGG16 it costs far
+    more agreement than it saves (scripts/int8_options.py), so this checks that asking
+    for it works."""
+    from hscc_mri.runtimes.onnxruntime_backend import compile_onnxruntime
+    from hscc_mri.runtimes.openvino_backend import compile_openvino
+
     wide = _seeded(Tiny)
     with torch.no_grad():
         for layer in wide.modules():
@@ -165,7 +170,13 @@ def test_int8_stays_close_on_a_model_with_wide_activations(calibration, inputs, 
                 nn.init.zeros_(layer.bias)
     ref = _logits(wide, inputs)
     assert len(set(ref.argmax(1).tolist())) >= 3  # the answers depend on the input
-    out = _logits(compile_model(wide, runtime, "int8", calibration=calibration), inputs)
+    if runtime == "openvino":
+        quant = compile_openvino(wide, "int8", calibration, overflow_fix="enable")
+        assert quant.details["overflow_fix"] == "enable"
+    else:
+        quant = compile_onnxruntime(wide, "int8", calibration, reduce_range=True)
+        assert quant.details["reduce_range"] is True
+    out = _logits(quant, inputs)
     assert (out.argmax(1) == ref.argmax(1)).float().mean().item() >= 0.75
     assert max_probability_gap(out.numpy(), ref.numpy()) < 0.1
 

@@ -163,3 +163,41 @@ def test_analyse_file_reads_a_series_from_several_files_or_a_zip_and_survives_a_
     with pytest.warns(UserWarning):
         state, slider, status, *_ = analyse_file([str(panic)], pair, 1)
     assert state is None and "cannot be used" in status
+
+
+def test_both_models_run_in_one_named_runtime_and_what_the_cpu_cannot_run_is_refused(tmp_path):
+    """The pair runs both models in the same runtime and precision (auto: OpenVINO here),
+    the page names it, and the answers are the PyTorch ones; bf16 without native support
+    is refused with the reason, not emulated."""
+    from hscc_core import CompressionConfig
+    from hscc_core.compression import compress
+    from hscc_mri.resolve import save_model
+    from hscc_mri.runtimes import RuntimeUnavailable, has_native_bf16
+    from webapp.models import load_model_pair
+
+    torch.manual_seed(0)
+    dense = build_model("alexnet")
+    compressed, _ = compress(dense, None, CompressionConfig(method="svd", budget=1.5, include=("features.*",)),
+                             progress=False)
+    path = tmp_path / "alexnet-svd.safetensors"
+    save_model(compressed, path)
+    torch.manual_seed(1)  # the reference "alexnet" is built anew (random weights) by each pair
+    pair = load_model_pair(str(path), reference="alexnet", progress=False, log=lambda _m: None)
+    assert (pair.runtime.runtime, pair.runtime.precision) == ("openvino", "bf16" if has_native_bf16() else "fp32")
+    assert pair.compressed.runtime == pair.original.runtime == "openvino"
+    image = load_scan(SAMPLES / "Te-gl_0010.jpg").image()
+    cmp = compare_slice(pair, image, repeats=1, eight_bit=True)
+    page = comparison_html(cmp, pair)
+    assert f'id="runtime-compressed">{pair.runtime.label}<' in page and f"both in {pair.runtime.label}" in page
+    torch.manual_seed(1)
+    torch_pair = load_model_pair(str(path), reference="alexnet", progress=False, log=lambda _m: None,
+                                 runtime="torch", precision="fp32")
+    cmp_torch = compare_slice(torch_pair, image, repeats=1, eight_bit=True)
+    if pair.runtime.precision == "fp32":
+        for a, b in ((cmp.compressed, cmp_torch.compressed), (cmp.original, cmp_torch.original)):
+            assert a.label == b.label
+            assert max(abs(a.probabilities[k] - b.probabilities[k]) for k in a.probabilities) < 1e-4
+    if not has_native_bf16():
+        with pytest.raises(RuntimeUnavailable, match="native bfloat16"):
+            load_model_pair(str(path), reference="alexnet", progress=False, log=lambda _m: None,
+                            runtime="openvino", precision="bf16")
