@@ -131,6 +131,13 @@ def layer_groups(model: nn.Module) -> list[str]:
     return names
 
 
+def never_quantised(model: nn.Module) -> list[str]:
+    """Modules whose graph nodes int8 leaves in float32 whatever the plan: adaptive average
+    pools, which :func:`exportable` may turn into matrix products (exact averaging: int8
+    would only add error to an op that costs next to nothing)."""
+    return [name for name, m in model.named_modules() if name and isinstance(m, nn.AdaptiveAvgPool2d)]
+
+
 def _is_compressed(module: nn.Module) -> bool:
     # Artifacts name their layer modules by class name (hscc_core.MODULE_TYPES).
     return MODULE_TYPES.get(type(module).__name__) is type(module)

@@ -12,7 +12,7 @@ from torch import nn
 
 from .base import CompiledModel, RuntimeUnavailable
 from .cpu import cpu_summary, has_vnni
-from .export import INPUT_NAME, layer_groups, node_group, onnx_bytes
+from .export import INPUT_NAME, layer_groups, never_quantised, node_group, onnx_bytes
 
 __all__ = ["compile_onnxruntime"]
 
@@ -57,8 +57,9 @@ def _quantized_bytes(model: nn.Module, fp32_bytes: bytes, calibration: Sequence[
     reduce = reduce_range if reduce_range is not None else (REDUCE_RANGE if REDUCE_RANGE is not None
                                                             else not has_vnni())
     graph = onnx.load_from_string(fp32_bytes)
-    groups = layer_groups(model)
-    excluded = [n.name for n in graph.graph.node if node_group(n.name, groups) in set(keep_fp32)]
+    groups = layer_groups(model) + never_quantised(model)
+    unquantised = set(keep_fp32) | set(never_quantised(model))
+    excluded = [n.name for n in graph.graph.node if node_group(n.name, groups) in unquantised]
     with tempfile.TemporaryDirectory(prefix="hscc-ort-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32_bytes)

@@ -11,7 +11,7 @@ from torch import nn
 
 from .base import CompiledModel, RuntimeUnavailable
 from .cpu import cpu_summary, has_native_bf16, has_vnni
-from .export import onnx_bytes, scope_prefix
+from .export import never_quantised, onnx_bytes, scope_prefix
 
 __all__ = ["compile_openvino", "openvino_model", "quantize_openvino"]
 
@@ -57,7 +57,8 @@ def quantize_openvino(model: nn.Module, calibration: Sequence[torch.Tensor], kee
     ov_model = ov_model if ov_model is not None else openvino_model(model)
     # One image per item: NNCF's statistics (and subset_size) count dataset items.
     samples = [b[i:i + 1].float().numpy() for b in calibration for i in range(len(b))]
-    ignored = nncf.IgnoredScope(patterns=_scope_patterns(keep_fp32), validate=False) if keep_fp32 else None
+    unquantised = [*keep_fp32, *never_quantised(model)]
+    ignored = nncf.IgnoredScope(patterns=_scope_patterns(unquantised), validate=False) if unquantised else None
     kwargs: dict[str, Any] = {"subset_size": len(samples)}
     fix = {"first_layer": OverflowFix.FIRST_LAYER, "enable": OverflowFix.ENABLE,
            "disable": OverflowFix.DISABLE}[overflow_fix or OVERFLOW_FIX]
