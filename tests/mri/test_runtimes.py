@@ -2,6 +2,8 @@
 real models: every runtime x precision this machine can run, dense and HSCC-compressed."""
 from __future__ import annotations
 
+import copy
+
 import json
 import re
 
@@ -16,7 +18,7 @@ from hscc_mri import runtimes
 from hscc_mri.calibration import calibration_batches
 from hscc_mri.cli import main
 from hscc_mri.inference import predict_tensor
-from hscc_mri.runtimes import (RuntimeUnavailable, available, compile_model, cpu, has_native_bf16, layer_groups,
+from hscc_mri.runtimes import (RuntimeUnavailable, available, compile_model, cpu, has_native_bf16, has_vnni, layer_groups,
                                max_probability_gap, node_group, onnx_bytes, resolve_choice, source_model)
 from hscc_mri.runtimes.quantize import plan_int8
 from models import build_model
@@ -346,3 +348,39 @@ def test_export_command_is_listed_with_help(capsys):
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert "--openvino" in text and "max |dp|" in text and "example" in text
+
+
+def test_int8_plan_is_measured_once_kept_beside_the_artifact_and_found_when_shipped(compressed, calibration, tmp_path,
+                                                                                    monkeypatch):
+    """deploy's int8 plan: measured once and saved; loaded when nothing it depends on
+    changed; measured anew when the artifact's bytes change; a shipped copy (named by the
+    artifact's SHA-256) serves a fresh clone that has no sidecar."""
+    import hashlib
+    import shutil
+
+    from hscc_mri import deploy
+
+    path = tmp_path / "tiny-hscc.safetensors"
+    hscc_core.save(compressed, path, base=SPEC.name, model_spec=SPEC.to_dict())
+    messages: list[str] = []
+    first = deploy.int8_plan(compressed, "openvino", path, calibration=calibration, progress=False,
+                             log=messages.append)
+    side = deploy.plan_path(path, "openvino")
+    assert side.is_file() and any("measuring" in m for m in messages)
+    assert first["key"]["artifact_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert first["key"]["int8"]["vnni"] == has_vnni() and "overflow_fix" in first["key"]["int8"]
+    messages.clear()
+    assert deploy.int8_plan(compressed, "openvino", path, calibration=calibration, log=messages.append) == first
+    assert not messages  # loaded, not measured
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    shutil.move(side, shipped / f"{first['key']['artifact_sha256'][:16]}-openvino.json")
+    monkeypatch.setattr(deploy, "SHIPPED_PLANS", shipped)
+    assert deploy.int8_plan(compressed, "openvino", path, calibration=calibration, log=messages.append) == first
+    assert not messages and not side.exists()
+    changed = copy.deepcopy(compressed)  # other weights under the same name: the plan no longer applies
+    with torch.no_grad():
+        next(changed.parameters()).mul_(1.01)
+    hscc_core.save(changed, path, base=SPEC.name, model_spec=SPEC.to_dict())
+    deploy.int8_plan(changed, "openvino", path, calibration=calibration, progress=False, log=messages.append)
+    assert any("measuring" in m for m in messages) and side.is_file()
