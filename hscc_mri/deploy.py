@@ -3,7 +3,7 @@ defaults: int8 calibrated on the model's default calibration set, and for a save
 (compressed) artifact the layers that quantise badly kept in float32 by a measured plan
 (:func:`hscc_mri.runtimes.quantize.plan_int8`) that is computed once and kept beside the
 artifact as ``<artifact>.int8-<runtime>.json``. Plans measured for the default builds
-ship in :data:`SHIPPED_PLANS` (keyed by the artifact's SHA-256, which a fresh clone's
+ship in :data:`SHIPPED_PLANS` (keyed by :func:`weights_identity`, which a fresh clone's
 deterministic build reproduces), so a fresh clone need not measure them again.
 """
 from __future__ import annotations
@@ -15,13 +15,26 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
-from .recipes import INT8_TARGET, default_recipe
+from .recipes import default_recipe
 from .runtimes import Choice, compile_model
 from .runtimes.quantize import Int8Plan, plan_int8
 
-__all__ = ["SHIPPED_PLANS", "deploy", "int8_plan", "plan_path"]
+__all__ = ["DEFAULT_PRECISION", "INT8_TARGET", "SHIPPED_PLANS", "deploy", "int8_plan", "plan_path", "weights_identity"]
+
+# Deployment defaults live here, not in hscc_mri/recipes.py: that module's bytes are part
+# of the compressed-model cache key, and how a model is run must not rebuild it.
+
+#: What ``--precision auto`` and the app run both models in, where the runtime can:
+#: fp32, because int8 of the dense reference agrees with its fp32 self on only 0.88 of
+#: the validation scans (README, "Deployable speed"); the page would show a wrong
+#: "uncompressed" answer on one scan in eight. bf16 is taken where native instead.
+DEFAULT_PRECISION = "fp32"
+#: Top-1 agreement of an int8 model with its float32 self that the int8 plan must reach
+#: on the calibration images (layers that quantise badly stay float32 until it does).
+INT8_TARGET = 0.99
 
 _PLAN_FORMAT = 1
 #: Int8 plans of the default builds, measured here and committed (see its README).
@@ -35,20 +48,30 @@ def plan_path(artifact: str | os.PathLike, runtime: str) -> Path:
     return artifact.with_name(f"{stem}.int8-{runtime}.json")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+def weights_identity(artifact: str | os.PathLike) -> str:
+    """SHA-256 over what decides an artifact's arithmetic: its structure (base model, spec,
+    replacements) and every tensor (name, dtype, shape, bytes), not the report it carries
+    (whose timings differ between two builds of bit-identical weights)."""
+    import hscc_core
+    from safetensors import safe_open
+
+    meta = hscc_core.load_metadata(artifact)
+    digest = hashlib.sha256(json.dumps({k: meta.get(k) for k in ("base", "model_spec", "replacements")},
+                                       sort_keys=True).encode())
+    with safe_open(str(artifact), framework="pt") as f:
+        for name in sorted(f.keys()):
+            t = f.get_tensor(name).contiguous()
+            digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+            digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
 
 
 def _plan_key(artifact: Path, runtime: str, target: float) -> dict[str, Any]:
-    # The plan is a list of layer names for exactly these weights: keyed on their bytes,
+    # The plan is a list of layer names for exactly these weights: keyed on them,
     # the runtime, the target and the calibration recipe (bump _PLAN_FORMAT when the
     # procedure changes).
     recipe = default_recipe(_base_name(artifact))
-    return {"format": _PLAN_FORMAT, "artifact_sha256": _sha256(artifact), "runtime": runtime, "target": target,
+    return {"format": _PLAN_FORMAT, "weights_sha256": weights_identity(artifact), "runtime": runtime, "target": target,
             "calibration": recipe.to_dict(), "int8": _int8_settings(runtime)}
 
 
@@ -84,8 +107,8 @@ def _calibration(model: nn.Module) -> list:
 def int8_plan(model: nn.Module, runtime: str, artifact: str | os.PathLike, target: float = INT8_TARGET,
               calibration: list | None = None, progress: bool = True,
               log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The int8 plan of the model saved at ``artifact`` (loaded from its sidecar when the
-    artifact's bytes, the runtime, the target, the calibration recipe and the runtimes'
+    """The int8 plan of the model saved at ``artifact`` (loaded from its sidecar or a
+    shipped copy when the artifact's weights, the runtime, the target, the calibration recipe and the runtimes'
     code are unchanged; else measured and saved). Check images = the calibration set.
 
     Returns:
@@ -95,7 +118,7 @@ def int8_plan(model: nn.Module, runtime: str, artifact: str | os.PathLike, targe
     artifact = Path(artifact)
     key = _plan_key(artifact, runtime, target)
     side = plan_path(artifact, runtime)
-    shipped = SHIPPED_PLANS / f"{key['artifact_sha256'][:16]}-{runtime}.json"
+    shipped = SHIPPED_PLANS / f"{key['weights_sha256'][:16]}-{runtime}.json"
     for candidate in (side, shipped):
         if candidate.is_file():
             try:

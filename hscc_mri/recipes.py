@@ -17,8 +17,7 @@ from typing import Any
 
 from hscc_core import CompressionConfig, FinetuneConfig, Method
 
-__all__ = ["CalibrationRecipe", "DEFAULT_BUDGET", "DEFAULT_METHOD", "DEFAULT_MODEL", "DEFAULT_PRECISION", "DEFAULT_RECIPES",
-           "INT8_TARGET",
+__all__ = ["CalibrationRecipe", "DEFAULT_BUDGET", "DEFAULT_METHOD", "DEFAULT_MODEL", "DEFAULT_RECIPES",
            "LEGACY_RECIPE", "REAL_CALIBRATION_DIR", "SAMPLES_DIR", "TrainRecipe", "compression_config",
            "default_recipe", "finetune_config"]
 
@@ -33,13 +32,6 @@ DEFAULT_MODEL = "vgg16-brain-mri"
 DEFAULT_METHOD = Method.HSCC
 #: The app's and ``compress``'s FLOPs reduction factor.
 DEFAULT_BUDGET = 6.0
-
-#: What ``--precision auto`` and the app run the compressed model in, where the runtime
-#: can (see :mod:`hscc_mri.runtimes`; measured on the validation split, README).
-DEFAULT_PRECISION = "fp32"
-#: Top-1 agreement of an int8 model with its float32 self that the int8 plan must reach
-#: on the calibration images (layers that quantise badly stay float32 until it does).
-INT8_TARGET = 0.99
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Fidelity of every runtime x precision on the validation split of the real training
 scans (never on ``Testing/``): the measurement behind the product's default precision
-and the int8 plan (``hscc_mri/recipes.py``: ``DEFAULT_PRECISION``, ``INT8_TARGET``).
+and the int8 plan (``hscc_mri/deploy.py``: ``DEFAULT_PRECISION``, ``INT8_TARGET``).
 
 For the uncompressed model and each compressed artifact, in each choice: accuracy,
 top-1 agreement with the uncompressed model in PyTorch fp32, agreement with the same

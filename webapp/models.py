@@ -21,8 +21,8 @@ from torch import nn
 
 from hscc_core import count_flops, count_params, load_metadata, optimize_for_inference
 from hscc_mri.cache import cache_path, compressed_model, load_report
-from hscc_mri.deploy import deploy
-from hscc_mri.recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL, DEFAULT_PRECISION
+from hscc_mri.deploy import DEFAULT_PRECISION, deploy
+from hscc_mri.recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL
 from hscc_mri.resolve import load_model, resolve_model
 from hscc_mri.runtimes import Choice, RuntimeUnavailable, cpu_summary, resolve_choice
 from hscc_mri.testset import load_evaluation

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..recipes import DEFAULT_MODEL, DEFAULT_PRECISION
+from ..deploy import DEFAULT_PRECISION
+from ..recipes import DEFAULT_MODEL
 from ._common import CliError, add_runtime_arguments, resolve_runtime, set_threads
 
 

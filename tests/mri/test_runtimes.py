@@ -355,7 +355,6 @@ def test_int8_plan_is_measured_once_kept_beside_the_artifact_and_found_when_ship
     """deploy's int8 plan: measured once and saved; loaded when nothing it depends on
     changed; measured anew when the artifact's bytes change; a shipped copy (named by the
     artifact's SHA-256) serves a fresh clone that has no sidecar."""
-    import hashlib
     import shutil
 
     from hscc_mri import deploy
@@ -367,14 +366,14 @@ def test_int8_plan_is_measured_once_kept_beside_the_artifact_and_found_when_ship
                              log=messages.append)
     side = deploy.plan_path(path, "openvino")
     assert side.is_file() and any("measuring" in m for m in messages)
-    assert first["key"]["artifact_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert first["key"]["weights_sha256"] == deploy.weights_identity(path)
     assert first["key"]["int8"]["vnni"] == has_vnni() and "overflow_fix" in first["key"]["int8"]
     messages.clear()
     assert deploy.int8_plan(compressed, "openvino", path, calibration=calibration, log=messages.append) == first
     assert not messages  # loaded, not measured
     shipped = tmp_path / "shipped"
     shipped.mkdir()
-    shutil.move(side, shipped / f"{first['key']['artifact_sha256'][:16]}-openvino.json")
+    shutil.move(side, shipped / f"{first['key']['weights_sha256'][:16]}-openvino.json")
     monkeypatch.setattr(deploy, "SHIPPED_PLANS", shipped)
     assert deploy.int8_plan(compressed, "openvino", path, calibration=calibration, log=messages.append) == first
     assert not messages and not side.exists()
