@@ -122,9 +122,15 @@ def pareto_figure(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], 
         right = max(max(ms for _, ms, _ in points), xs[-1]) * 1.05
         ax.step(xs + [right], ys + [ys[-1]], where="post", color="tab:green", linewidth=1.4, alpha=0.8,
                 zorder=2, label="Pareto front")
-    for r, ms, acc in points:
-        ax.annotate(f"{r.get('model', '')}\n{r.get('label', '')}", (ms, acc), textcoords="offset points",
-                    xytext=(5, 4), fontsize=7)
+    # Points of one model share its accuracy (fp32 in every runtime): stagger their labels
+    # below one another instead of printing them on top of each other.
+    seen: dict[tuple[str, float], int] = {}
+    for r, ms, acc in sorted(points, key=lambda p: p[1]):
+        k = seen.get((str(r.get("model", "")), round(acc, 4)), 0)
+        seen[(str(r.get("model", "")), round(acc, 4))] = k + 1
+        text = f"{r.get('model', '')}\n{r.get('label', '')}" if k == 0 else str(r.get("label", ""))
+        ax.annotate(text, (ms, acc), textcoords="offset points", xytext=(5, 4 - 10 * k - (8 if k else 0)),
+                    fontsize=7)
     ax.set_xscale("log")
     plain = FuncFormatter(lambda v, _: f"{v:g}")  # 40, 50, 60 rather than 4 x 10^1
     ax.xaxis.set_major_formatter(plain)
