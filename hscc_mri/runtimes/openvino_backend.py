@@ -2,6 +2,7 @@
 quantisation (per-channel weights; chosen layers left in higher precision)."""
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Sequence
 
@@ -17,11 +18,18 @@ __all__ = ["compile_openvino", "openvino_model", "quantize_openvino"]
 
 
 def _core():
+    """The process's one ``openvino.Core`` (kept for the life of the process: a Core that
+    is garbage-collected while models compiled by it live on can take the process down)."""
     try:
         import openvino as ov
     except ImportError as e:
         raise RuntimeUnavailable("openvino is not installed (pip install -r requirements.txt)") from e
-    return ov, ov.Core()
+    return ov, _shared_core(ov)
+
+
+@functools.lru_cache(maxsize=1)
+def _shared_core(ov):
+    return ov.Core()
 
 
 def openvino_model(model: nn.Module):
@@ -123,7 +131,7 @@ def compile_openvino(model: nn.Module, precision: str, calibration: Sequence[tor
     compiled = core.compile_model(graph, "CPU", config)
     request = compiled.create_infer_request()
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray, _keep=(compiled, core)) -> np.ndarray:  # the request's owners live as long as it
         return np.array(request.infer({0: x})[0], copy=True)
 
     out = CompiledModel(run, model, "openvino", precision, details)
