@@ -108,14 +108,12 @@ def test_disagreement_is_flagged_and_text_is_escaped(pair):
     assert "<script>" not in comparison_html(cmp, odd)
 
 
-def test_page_shows_the_real_test_measurement_of_exactly_this_artifact(tmp_path):
-    """A compressed artifact with an ``evaluate --data`` sidecar: the page reads the numbers
-    from that file; after the artifact changes, it says there is no measurement."""
-    from hscc_mri.resolve import load_model, save_model
-    from hscc_core.compression import compress
+def _svd_artifact(tmp_path):
+    """A seeded random AlexNet, its Global-SVD 1.5x compression (conv layers) and that
+    compression saved as ``tmp_path/alexnet-svd.safetensors``."""
     from hscc_core import CompressionConfig
-    from hscc_mri.testset import evaluate_models, load_test_set, write_evaluation
-    from webapp.models import load_model_pair
+    from hscc_core.compression import compress
+    from hscc_mri.resolve import save_model
 
     torch.manual_seed(0)
     dense = build_model("alexnet")
@@ -123,6 +121,17 @@ def test_page_shows_the_real_test_measurement_of_exactly_this_artifact(tmp_path)
                              progress=False)
     path = tmp_path / "alexnet-svd.safetensors"
     save_model(compressed, path)
+    return dense, compressed, path
+
+
+def test_page_shows_the_real_test_measurement_of_exactly_this_artifact(tmp_path):
+    """A compressed artifact with an ``evaluate --data`` sidecar: the page reads the numbers
+    from that file; after the artifact changes, it says there is no measurement."""
+    from hscc_mri.resolve import load_model, save_model
+    from hscc_mri.testset import evaluate_models, load_test_set, write_evaluation
+    from webapp.models import load_model_pair
+
+    dense, compressed, path = _svd_artifact(tmp_path)
     test_set = load_test_set(ROOT / "tests" / "fixtures" / "brain-mri-mini" / "Testing", dense.spec, progress=False)
     result = evaluate_models(dense, {"svd": load_model(path)}, test_set, n_bootstrap=50, progress=False,
                              latency_repeats=1)
@@ -169,18 +178,10 @@ def test_both_models_run_in_one_named_runtime_and_what_the_cpu_cannot_run_is_ref
     """The pair runs both models in the same runtime and precision (auto: OpenVINO here),
     the page names it, and the answers are the PyTorch ones; bf16 without native support
     is refused with the reason, not emulated."""
-    from hscc_core import CompressionConfig
-    from hscc_core.compression import compress
-    from hscc_mri.resolve import save_model
     from hscc_mri.runtimes import RuntimeUnavailable, has_native_bf16
     from webapp.models import load_model_pair
 
-    torch.manual_seed(0)
-    dense = build_model("alexnet")
-    compressed, _ = compress(dense, None, CompressionConfig(method="svd", budget=1.5, include=("features.*",)),
-                             progress=False)
-    path = tmp_path / "alexnet-svd.safetensors"
-    save_model(compressed, path)
+    dense, compressed, path = _svd_artifact(tmp_path)
     torch.manual_seed(1)  # the reference "alexnet" is built anew (random weights) by each pair
     pair = load_model_pair(str(path), reference="alexnet", progress=False, log=lambda _m: None)
     assert (pair.runtime.runtime, pair.runtime.precision) == ("openvino", "bf16" if has_native_bf16() else "fp32")
