@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from .allocate import LayerPlan, greedy_ranks, uniform_ranks
 from .config import CompressionConfig, CompressionReport, Method
+from .distributed import all_reduce_sum_, broadcast_module_
 from .errors import CompressionError
 from .factorize import (co_activation_clusters, eigenvalues, hierarchical_factors, pca_factors, refit_factors,
                         residual_cluster_spectra, ridge_map, svd_factors, top_eigen, tucker2_factors)
@@ -201,6 +202,8 @@ def collect_statistics(model: nn.Module, batches: Sequence[torch.Tensor], plans:
     finally:
         for h in hooks:
             h.remove()
+    for s in stats:  # under torchrun: each process saw its share of the calibration set
+        s.all_reduce_()
     return stats
 
 
@@ -394,6 +397,7 @@ def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence
                 if not last:
                     xs.put(j, store(post(y)))
                 del y, y_hat
+            moments.all_reduce_()
             w, b = _weight_matrix(stage)
             factors = []
             for r, d in enumerate(plan.ranks):
@@ -454,7 +458,9 @@ def _run_hscc(job: _Job) -> None:
     if job.calibration is None:
         raise CompressionError("HSCC is data-aware: give calibration images")
     batches = _as_batches(job.calibration)
-    job.calibration_images = sum(len(b) for b in batches)
+    counts = torch.tensor([sum(len(b) for b in batches)], dtype=torch.float64)
+    all_reduce_sum_([counts])
+    job.calibration_images = int(counts.item())
     t0 = time.perf_counter()
     stats = collect_statistics(model, batches, plans, job.progress)
     seconds["statistics"] = time.perf_counter() - t0
@@ -550,6 +556,7 @@ def compress(model: nn.Module, calibration: Iterable | None, config: Compression
     job = _Job(model, copy.deepcopy(model), plans, target_flops, calibration, config, progress, {}, [])
     METHOD_RUNNERS[Method(config.method)](job)
     compressed, seconds = job.compressed, job.seconds
+    broadcast_module_(compressed)  # every process returns rank 0's factors (identical anyway)
     compressed.hscc_replacements = job.records
     compressed.eval()
     seconds["total"] = time.perf_counter() - t_start

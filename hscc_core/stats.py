@@ -4,7 +4,8 @@ For one layer and each region ``r`` of its output grid we accumulate, in float64
 pixel count ``n_r``, ``Σ y`` and ``Σ y yᵀ`` (``O x O``). With ``joint=True`` we also keep
 the statistics of the refit input ``ŷ`` (the same layer applied to the partially
 compressed network's activations): ``Σ ŷ``, ``Σ ŷ ŷᵀ`` and ``Σ y ŷᵀ``. No activation is
-stored; memory is ``O(regions x O²)``; statistics from split runs add up exactly.
+stored; memory is ``O(regions x O²)``; statistics from split runs add up exactly, which
+is what lets a calibration set split across processes (:meth:`RegionMoments.all_reduce_`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .distributed import all_reduce_sum_
 
 
 def _region_slices(rows: list[int], cols: list[int]) -> list[tuple[slice, slice]]:
@@ -106,6 +109,12 @@ class RegionMoments:
         return RegionMoments(self.rows, self.cols, self.n + other.n, self.sum_y + other.sum_y,
                              self.sum_yy + other.sum_yy, add(self.sum_h, other.sum_h),
                              add(self.sum_hh, other.sum_hh), add(self.sum_yh, other.sum_yh))
+
+    def all_reduce_(self) -> "RegionMoments":
+        """Sum these statistics over all processes of the default process group, in place
+        (a no-op in a single process); every process then holds the whole set's sums."""
+        all_reduce_sum_([self.n, self.sum_y, self.sum_yy, self.sum_h, self.sum_hh, self.sum_yh])
+        return self
 
     def mean(self, r: int) -> np.ndarray:
         return (self.sum_y[r] / self.n[r].clamp(min=1)).numpy()

@@ -18,7 +18,7 @@ from typing import Any
 from hscc_core import CompressionConfig, FinetuneConfig, Method
 
 __all__ = ["CalibrationRecipe", "DEFAULT_BUDGET", "DEFAULT_METHOD", "DEFAULT_MODEL", "DEFAULT_RECIPES",
-           "LEGACY_RECIPE", "REAL_CALIBRATION_DIR", "SAMPLES_DIR", "TrainRecipe", "compression_config",
+           "LEGACY_RECIPE", "REAL_CALIBRATION_DIR", "SAMPLES_DIR", "TRAIN_AUGMENTATIONS", "TrainRecipe", "compression_config",
            "default_recipe", "finetune_config"]
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +110,9 @@ def finetune_config(epochs: int = 0, lr: float = 1e-4, seed: int = 0) -> Finetun
 #: float32. Weights, optimizer state, BatchNorm and the loss stay float32 either way.
 PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
 
+#: Training augmentations (:attr:`TrainRecipe.augment`).
+TRAIN_AUGMENTATIONS: tuple[str, ...] = ("auto", "shift", "affine", "scan", "none")
+
 
 @dataclass(frozen=True)
 class TrainRecipe:
@@ -127,6 +130,11 @@ class TrainRecipe:
         device: ``cpu`` or ``cuda``.
         precision: one of :data:`PRECISIONS`.
         threads: torch CPU threads (``None``: all cores).
+        augment: one of :data:`TRAIN_AUGMENTATIONS`: ``"auto"`` is ``"shift"`` for
+            phantoms and ``"affine"`` for a folder; ``"shift"``/``"affine"``/``"none"`` read
+            a folder's scans once into memory and augment batches
+            (:mod:`hscc_mri.batch_augment`); ``"scan"`` augments every scan as it is read, in
+            data-loader workers (slower on few cores), plus ``"shift"``.
     """
 
     model: str = "alexnet"
@@ -144,8 +152,11 @@ class TrainRecipe:
     device: str = "cpu"
     precision: str = "auto"
     threads: int | None = None
+    augment: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.augment not in TRAIN_AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {TRAIN_AUGMENTATIONS}, got {self.augment!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -154,6 +165,18 @@ class TrainRecipe:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def batch_augmentation(self) -> str:
+        """The batch augmentation of training (a name in :data:`hscc_mri.batch_augment.BATCH_AUGMENTATIONS`)."""
+        if self.augment == "auto":
+            return "shift" if self.data == "phantoms" else "affine"
+        return "shift" if self.augment == "scan" else self.augment
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether a folder's scans are read once into memory (every augmentation but ``"scan"``)."""
+        return self.augment != "scan"
 
     @property
     def workers(self) -> int:

@@ -34,21 +34,33 @@ def phantom_splits(spec: ModelSpec, n_train: int, n_val: int, n_test: int,
             materialize(PhantomDataset(n_test, seeds["test"], spec), "drawing test phantoms"))
 
 
-def folder_splits(spec: ModelSpec, root: str | Path, val_fraction: float,
-                  seed: int) -> tuple[Subset, Subset, Dataset]:
-    """Augmented training subset, un-augmented validation subset (stratified, seeded) and
-    the ``Testing`` split of the folder data set at ``root``.
+def folder_splits(spec: ModelSpec, root: str | Path, val_fraction: float, seed: int,
+                  in_memory: bool = False, num_workers: int = 0) -> tuple[Dataset, Dataset, Dataset]:
+    """Training subset, un-augmented validation subset (stratified, seeded) and the
+    ``Testing`` split of the folder data set at ``root``.
+
+    By default the training subset augments every scan as it is read
+    (:mod:`preprocessing.augment`). With ``in_memory`` all three are read once, un-augmented,
+    into float16 tensors (``num_workers`` reader processes), for training that augments
+    whole batches instead (:mod:`hscc_mri.batch_augment`).
 
     Raises:
         NotADirectoryError: ``root`` is not a folder.
     """
     from preprocessing.datasets import BrainMRIFolder, stratified_split
 
+    from .training import materialize
+
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is not a folder")
-    train_aug = BrainMRIFolder(root, "Training", spec, augment=True)
     train_plain = BrainMRIFolder(root, "Training", spec, augment=False)
     test = BrainMRIFolder(root, "Testing", spec, augment=False)
-    tr_idx, val_idx = stratified_split(train_aug.targets, val_fraction, seed)
-    return Subset(train_aug, tr_idx.tolist()), Subset(train_plain, val_idx.tolist()), test
+    tr_idx, val_idx = stratified_split(train_plain.targets, val_fraction, seed)
+    val = Subset(train_plain, val_idx.tolist())
+    if in_memory:
+        return (materialize(Subset(train_plain, tr_idx.tolist()), "reading training scans", num_workers=num_workers),
+                materialize(val, "reading validation scans", num_workers=num_workers),
+                materialize(test, "reading test scans", num_workers=num_workers))
+    train_aug = BrainMRIFolder(root, "Training", spec, augment=True)
+    return Subset(train_aug, tr_idx.tolist()), val, test

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hscc_core.metrics import classification_report, fidelity
-from hscc_mri.training import batch_augment
+from hscc_mri.batch_augment import shift_augment as batch_augment
 from models.alexnet import fold_batchnorm, trainable_alexnet
 
 
@@ -76,7 +76,46 @@ def test_bfloat16_training_steps_learn_and_keep_float32_weights():
     y = torch.cat([torch.zeros(32, dtype=torch.int64), torch.ones(32, dtype=torch.int64)])
     data = TensorDataset(x, y)
     model = trainable_alexnet()
-    config = TrainConfig(epochs=3, batch_size=16, lr=1e-3, precision="bfloat16", batch_augment=False)
+    config = TrainConfig(epochs=3, batch_size=16, lr=1e-3, precision="bfloat16", batch_augment="none")
     result = train_classifier(model, data, data, config, log=lambda _: None)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert result.best_val_accuracy == 1.0
+
+
+def test_affine_augment_keeps_shape_range_and_is_seeded():
+    from hscc_mri.batch_augment import affine_augment, augment_batch
+
+    x = torch.rand(8, 1, 32, 32)
+    a = affine_augment(x, torch.Generator().manual_seed(5))
+    b = affine_augment(x, torch.Generator().manual_seed(5))
+    assert a.shape == x.shape and a.dtype == x.dtype
+    assert torch.equal(a, b)  # the generator is the only source of randomness
+    assert a.min() >= 0 and a.max() <= 1
+    assert not torch.allclose(a, x)
+    assert augment_batch("none", x, torch.Generator()) is x
+    with pytest.raises(ValueError, match="affine"):
+        augment_batch("vertical-flip", x, torch.Generator())
+
+
+def test_affine_augment_works_in_model_units_and_fills_with_black():
+    from hscc_mri.batch_augment import affine_augment
+
+    mean, std = (0.5,), (0.25,)
+    x01 = torch.ones(64, 1, 24, 24)  # a white image: only the fill can be darker
+    out = affine_augment((x01 - 0.5) / 0.25, torch.Generator().manual_seed(0), mean, std, rotate=30.0,
+                         gamma=(1.0, 1.0), contrast=0.0, brightness=0.0, noise=0.0)
+    back = out * 0.25 + 0.5
+    assert back.min() >= -1e-6 and back.max() <= 1 + 1e-6
+    assert (back < 0.5).any()  # rotated corners are black (0 in [0, 1]), not model-unit zero
+
+
+def test_train_recipe_resolves_its_augmentation():
+    from hscc_mri.recipes import TrainRecipe
+
+    assert TrainRecipe(data="phantoms").batch_augmentation == "shift"
+    folder = TrainRecipe(data="some/folder")
+    assert folder.batch_augmentation == "affine" and folder.in_memory
+    scan = TrainRecipe(data="some/folder", augment="scan")
+    assert scan.batch_augmentation == "shift" and not scan.in_memory
+    with pytest.raises(ValueError, match="augment"):
+        TrainRecipe(augment="mixup")
