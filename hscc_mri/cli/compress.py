@@ -106,15 +106,26 @@ def describe_recipe(recipe: CalibrationRecipe) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Compress as ``args`` say; under ``torchrun`` the calibration batches are split over the
+    processes (their statistics are all-reduced) and rank 0 writes the artifact."""
+    from ..distributed import process_group_from_env
+
+    with process_group_from_env(threads=args.threads):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import hscc_core
     from hscc_core import ArtifactError, HSCCError
 
     from ..build import compress_model, save_compressed
+    from ..distributed import rank, shard, world_size
     from ..figures import layer_figures
     from ..recipes import compression_config, finetune_config
     from ..resolve import resolve_model
 
-    set_threads(args.threads)
+    if world_size() == 1:
+        set_threads(args.threads)
     budget = args.budget if args.budget is not None or args.energy is not None else DEFAULT_BUDGET
     try:
         config = compression_config(args.method, budget if args.energy is None else None, args.seed,
@@ -125,15 +136,25 @@ def run(args: argparse.Namespace) -> int:
         model = resolve_model(args.model)
     except (ValueError, ArtifactError) as e:
         raise CliError(str(e)) from e
+    if world_size() > 1 and finetune.epochs > 0:
+        raise CliError("--finetune-epochs runs in one process: compress under torchrun without it, then distil")
     calibration = recipe = None
     if args.method == "hscc" or (finetune.epochs > 0 and not args.finetune_data):
         recipe = calibration_recipe_from_args(args.model, args)
         print(f"building calibration set ({describe_recipe(recipe)})", file=sys.stderr)
         calibration = calibration_batches_for(model.spec, recipe)
+        if world_size() > 1:
+            if len(calibration) < world_size():
+                raise CliError(f"{len(calibration)} calibration batches cannot be split over {world_size()} processes")
+            calibration = shard(calibration)
+            if rank() == 0:
+                print(f"calibration split over {world_size()} processes (statistics all-reduced)", file=sys.stderr)
     try:
-        compressed, report = compress_model(model, config, calibration)
+        compressed, report = compress_model(model, config, calibration, progress=rank() == 0)
     except HSCCError as e:
         raise CliError(str(e)) from e
+    if rank() != 0:  # rank 0 holds the same model and writes it
+        return 0
     if finetune.epochs > 0:
         data = calibration
         if args.finetune_data:

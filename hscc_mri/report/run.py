@@ -114,6 +114,14 @@ def run_report(settings: ReportSettings, out: str | Path, data: str = "phantoms"
                                                          results["alexnet"]["data"]["seeds"].items()}}
     else:
         results["seeds"] = {"master": settings.seed}
+    if settings.vgg_evaluation:
+        from .imported import load_vgg_evaluation
+
+        results["vgg_real"] = load_vgg_evaluation(settings.vgg_evaluation)
+    if settings.phantom_report and data != "phantoms":
+        from .imported import load_phantom_report
+
+        results["phantoms"] = load_phantom_report(settings.phantom_report)
     if "vgg" in settings.parts:
         from .realscans import vgg_table
 

@@ -59,6 +59,33 @@ def vgg_table(vgg: dict[str, Any]) -> str:
     return markdown_table(header, rows)
 
 
+def vgg_real_table(ev: dict[str, Any]) -> str:
+    """VGG16 on the real test set (an imported ``evaluate`` result): cost and quality with SEs."""
+    header = ["model", "GFLOPs", "FLOPs reduction %", "params (M)", "latency b1 (ms)", "speed-up", "accuracy %",
+              "macro-F1 %", "meningioma F1 %", "agreement %", "mean KL"]
+    rows = [[r["name"], *_cost_cells(r), pct(r["accuracy"], r["accuracy_se"]), pct(r["macro_f1"], r["macro_f1_se"]),
+             pct(r.get("focus_f1"), r.get("focus_f1_se")), pct(r["agreement"], r["agreement_se"]),
+             num(r["mean_kl"], ".3f")] for r in ev["rows"]]
+    return markdown_table(header, rows)
+
+
+def claims_table(claims: Sequence[dict[str, Any]]) -> str:
+    """The paper's claims, one row per claim and variant, with the measured verdict."""
+    header = ["the paper's claim (HSCC at the top budget)", "variant", "measured (HSCC − other, paired SE)", "verdict"]
+    rows = []
+    for c in claims:
+        if c.get("metric") is None:
+            verdict = "holds" if c["holds"] else "does not hold"
+        elif c["claim"].startswith("keeps"):
+            verdict = ("holds" if c["diff"] >= 0 else "does not hold") + (
+                " (within one SE)" if c["verdict"] == "tied" else "")
+        else:
+            verdict = "holds (ahead by > 1 SE)" if c["holds"] else (
+                "does not hold (within one SE)" if c["verdict"] == "tied" else "does not hold (behind by > 1 SE)")
+        rows.append([c["claim"], c["variant"], c["measured"], verdict])
+    return markdown_table(header, rows)
+
+
 def _delta(comparisons: Sequence[dict[str, Any]], name: str, metric: str) -> str:
     c = next((c for c in comparisons if c["a"] == name), None)
     if c is None:

@@ -77,3 +77,32 @@ def test_torchrun_trains_with_two_processes(tmp_path: Path):
     assert report["processes"] == 2 and report["sizes"] == {"train": 32, "val": 16, "test": 16}
     assert report["test"]["n"] == 16
     assert done.stderr.count("distributed training: 2 processes, 8 images each per step") == 1  # rank 0 logs
+
+
+@pytest.mark.e2e
+def test_torchrun_compress_splits_calibration_and_matches_one_process(tmp_path: Path):
+    from hscc_mri.resolve import load_model, save_model
+    from models import build_model
+
+    torch.manual_seed(0)
+    base = tmp_path / "alexnet.safetensors"
+    save_model(build_model("alexnet").eval(), base)  # one model for every process
+    common = ["compress", "--model", str(base), "--method", "hscc", "--budget", "2", "--exclude", "classifier.*",
+              "--calib", "phantoms", "--calib-phantoms", "32", "--no-figures", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    split, single = tmp_path / "split.safetensors", tmp_path / "single.safetensors"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(free_port()), "-m", "hscc_core", *common, "--out",
+                           str(split)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "calibration split over 2 processes" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "hscc_core", *common, "--out", str(single)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reports = [json.loads(p.with_suffix(".json").read_text()) for p in (split, single)]
+    assert reports[0]["calibration_images"] == reports[1]["calibration_images"] == 32
+    assert [layer["ranks"] for layer in reports[0]["layers"]] == [layer["ranks"] for layer in reports[1]["layers"]]
+    x = torch.rand(4, 1, 128, 128)
+    with torch.no_grad():
+        a, b = load_model(split)(x), load_model(single)(x)
+    torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hscc_mri.report.analysis import paired_difference, pareto_front, recommend, verdict
+from hscc_mri.report.analysis import ORIGINAL_KD, paired_difference, pareto_front, recommend, verdict
 from hscc_mri.report.document import comparison_sentence
 from hscc_mri.report.experiments import METHOD_NAMES
 from hscc_mri.report.realscans import pick_scans, true_label
@@ -34,7 +34,7 @@ def run_report(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 
 
 def expected_main_rows(budgets) -> list[str]:
-    names = ["original"]
+    names = ["original", ORIGINAL_KD]
     for method in ("svd", "tucker", "hscc"):
         for b in budgets:
             names += [f"{METHOD_NAMES[method]} {b:g}x", f"{METHOD_NAMES[method]} {b:g}x + KD"]
@@ -74,8 +74,11 @@ def test_quick_report_json_has_every_table_row(quick_report):
         flops = {rows[f"{METHOD_NAMES[m]} {b:g}x"]["flops_ratio"] for m in ("svd", "tucker", "hscc")}
         assert all(abs(f / b - 1) < 0.05 for f in flops), (b, flops)  # same budget for every method
         assert rows[f"HSCC {b:g}x + KD"]["finetune"]["epochs_run"] >= 1
-    # every HSCC-vs-baseline and HSCC-vs-original comparison, with paired SEs
-    assert len(main["comparisons"]) == 3 * 2 * len(s.budgets)
+    # every HSCC-vs-baseline and HSCC-vs-original comparison, with paired SEs, and HSCC + KD
+    # against the original given the same fine-tuning (the control)
+    assert len(main["comparisons"]) == 3 * 2 * len(s.budgets) + len(s.budgets)
+    assert {c["a"] for c in main["comparisons"] if c["b"] == ORIGINAL_KD} == {f"HSCC {b:g}x + KD" for b in s.budgets}
+    assert rows[ORIGINAL_KD]["finetune"]["epochs_run"] >= 1 and rows[ORIGINAL_KD]["flops_reduction"] == 0
     assert all(c["accuracy"]["verdict"] in ("ahead", "tied", "behind") for c in main["comparisons"])
 
     vgg = rep["vgg"]["rows"]
@@ -113,8 +116,17 @@ def test_quick_report_json_has_every_table_row(quick_report):
 @pytest.mark.e2e
 def test_quick_report_markdown_has_the_tables_and_computed_statements(quick_report):
     out, rep, md = quick_report
-    for heading in ("## 1. AlexNet", "## 2. Pretrained VGG16", "## 3. Ablation", "## 4. Pareto", "## Reproducibility"):
+    for heading in ("## 1. AlexNet", "## 2. Pretrained VGG16 on the real test set", "## 2b. Pretrained VGG16 on the six",
+                    "## 3. Ablation", "## 4. Pareto", "## Reproducibility"):
         assert heading in md
+    # the real-test VGG16 section is the committed evaluate result, cited by its hash
+    from hscc_mri.report.imported import load_vgg_evaluation
+    from hscc_mri.report.tables import claims_table, vgg_real_table
+
+    ev = load_vgg_evaluation(ROOT / "reports" / "real" / "evaluate-testing.json")
+    assert rep["vgg_real"]["sha256"] == ev["sha256"] and vgg_real_table(ev) in md
+    claims = rep_claims(md, rep)
+    assert claims_table(claims) in md
     table_lines = [line for line in md.splitlines() if line.startswith("| ")]
     for name in expected_main_rows(quick_settings().budgets):
         assert any(line.startswith(f"| {name} |") for line in table_lines), name
@@ -123,6 +135,17 @@ def test_quick_report_markdown_has_the_tables_and_computed_statements(quick_repo
     assert f"**{rep['seconds_total'] / 60:.1f} min**" in md
     for link in ("figures/confusion_alexnet.png", "figures/per_class_alexnet.png", "figures/pareto_alexnet.png"):
         assert f"]({link})" in md and (out / link).is_file()
+
+
+def rep_claims(md: str, rep: dict) -> list:
+    """The paper-claims rows the report computed (from its own main table)."""
+    from hscc_mri.report.document import _main_findings
+
+    _, checks = _main_findings(rep["alexnet"]["main"], True)
+    claims = checks["paper_claims"]
+    assert any(c["b"] == ORIGINAL_KD for c in claims if "b" in c)
+    assert {c["variant"] for c in claims} >= {"without fine-tuning", "with the same fine-tuning"}
+    return claims
 
 
 def _write_folder(root: Path, per_class: dict[str, int]) -> None:
@@ -152,6 +175,10 @@ def test_report_with_a_folder_data_set(tmp_path):
     assert "vgg" not in rep and "ablation" not in rep["alexnet"]
     md = (out / "REPORT.md").read_text()
     assert f"the folder data set `{root}`" in md
+    assert "near-duplicate slice of the same patient" in md  # the real-data caveat
+    # the phantom AlexNet stays, as the labelled synthetic benchmark imported from its report
+    assert rep["phantoms"]["data"]["source"] == "phantoms"
+    assert "## 5. Synthetic benchmark: the AlexNet trained on phantoms" in md
 
 
 def test_report_rejects_a_missing_data_folder(tmp_path):
