@@ -47,18 +47,37 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> tor
     return low + (high - low) * torch.rand(n, generator=generator)
 
 
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of ``(N, C, H, W)``: a 5-tap separable kernel as weighted sums of shifted
+    slices (edge padding), 5x faster on CPU than a grouped convolution of one channel."""
+    taps = torch.arange(-2, 3, dtype=torch.float32)
+    k = torch.exp(-taps**2 / (2 * sigma**2))
+    k = (k / k.sum()).tolist()
+    h, w = x.shape[-2:]
+    p = F.pad(x, (2, 2, 2, 2), mode="replicate")
+    rows = sum(k[i] * p[..., i:i + h, :] for i in range(5))
+    return sum(k[i] * rows[..., :, i:i + w] for i in range(5))
+
+
 def affine_augment(x: torch.Tensor, generator: torch.Generator, mean: Sequence[float] = (0.0,),
                    std: Sequence[float] = (1.0,), rotate: float = 10.0, zoom: tuple[float, float] = (0.9, 1.12),
-                   shift: float = 0.08, gamma: tuple[float, float] = (0.75, 1.35),
-                   contrast: float = 0.15, brightness: float = 0.08, noise: float = 0.03) -> torch.Tensor:
+                   shift: float = 0.08, gamma: tuple[float, float] = (0.6, 1.5),
+                   contrast: float = 0.15, brightness: float = 0.08, noise: float = 0.03,
+                   sharpen: tuple[float, float] = (-0.6, 1.5)) -> torch.Tensor:
     """Geometric and intensity augmentation of a batch ``(N, C, H, W)`` in model units.
 
     Per image: a left/right flip (p 0.5), rotation by up to ``rotate`` degrees, zoom in
     ``zoom`` and translation by up to ``shift`` of the size (one bilinear resampling,
-    black outside the scan); then, on the ``[0, 1]`` slice, gamma in ``gamma`` (p 0.5),
-    contrast ``1 ± contrast`` and brightness ``± brightness`` (p 0.5), Gaussian noise up to
-    ``noise`` (p 0.25), clipped back to ``[0, 1]``. Up/down flips are not anatomical and
-    are never made.
+    black outside the scan); then, on the ``[0, 1]`` slice, an unsharp mask
+    ``x + a (x - blur(x))`` with ``a`` in ``sharpen`` (p 0.5; ``a < 0`` blurs; one blur width
+    per batch, 0.5-1.2 px), gamma in ``gamma`` (p 0.5), contrast ``1 ± contrast`` and
+    brightness ``± brightness`` (p 0.5), Gaussian noise up to ``noise`` (p 0.25), clipped
+    back to ``[0, 1]``. Up/down flips are not anatomical and are never made.
+
+    Why sharpening: ``Training/`` is a resized, re-encoded copy and softer than the original
+    ``Testing/`` files. Measured on the validation split (``scripts/alexnet_shift_probe.py``),
+    an AlexNet trained without it lost 5.6 points of accuracy to a mild unsharp mask and 21
+    to a strong one, and 3 to gamma 0.7 (hence the wider gamma range).
 
     Args:
         x: the batch, ``(x01 - mean) / std`` with the model's per-channel ``mean``/``std``.
@@ -80,6 +99,9 @@ def affine_augment(x: torch.Tensor, generator: torch.Generator, mean: Sequence[f
     theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, list(x01.shape), align_corners=False)
     out = F.grid_sample(x01, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(0, 1)
+    amount = torch.where(torch.rand(n, generator=generator) < 0.5, _uniform(n, sharpen[0], sharpen[1], generator), 0.0)
+    sigma_px = float(_uniform(1, 0.5, 1.2, generator))
+    out = (out + amount.reshape(n, 1, 1, 1) * (out - _gaussian_blur(out, sigma_px))).clamp_(0, 1)
     g = torch.where(torch.rand(n, generator=generator) < 0.5, _uniform(n, gamma[0], gamma[1], generator), 1.0)
     out = out.pow(g.reshape(n, 1, 1, 1))
     jitter = torch.rand(n, generator=generator) < 0.5
@@ -87,8 +109,10 @@ def affine_augment(x: torch.Tensor, generator: torch.Generator, mean: Sequence[f
     b = torch.where(jitter, _uniform(n, -brightness, brightness, generator), 0.0).reshape(n, 1, 1, 1)
     out = out * a + b
     sigma = torch.where(torch.rand(n, generator=generator) < 0.25, _uniform(n, 0.0, noise, generator), 0.0)
-    noise_field = torch.randn(out.shape, generator=generator) * sigma.reshape(n, 1, 1, 1)
-    out = (out + noise_field).clamp_(0, 1)
+    noisy = torch.nonzero(sigma).flatten()
+    if len(noisy):  # noise for the chosen images only: a full-batch field costs a third of this function
+        out[noisy] += torch.randn(out[noisy].shape, generator=generator) * sigma[noisy].reshape(-1, 1, 1, 1)
+    out = out.clamp_(0, 1)
     return ((out - m) / s).to(dtype)
 
 

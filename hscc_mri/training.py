@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .batch_augment import BATCH_AUGMENTATIONS, augment_batch
-from .recipes import PRECISIONS, TrainRecipe
+from .recipes import DEFAULT_EPOCHS, PRECISIONS, TrainRecipe
 from .resolve import save_model, save_model_with_report
 
 
@@ -28,7 +28,7 @@ from .resolve import save_model, save_model_with_report
 class TrainConfig:
     """Hyper-parameters of :func:`train_classifier` (defaults: :class:`~hscc_mri.recipes.TrainRecipe`'s)."""
 
-    epochs: int = TrainRecipe.epochs
+    epochs: int = DEFAULT_EPOCHS["phantoms"]
     batch_size: int = TrainRecipe.batch_size
     lr: float = TrainRecipe.lr
     weight_decay: float = 5e-4

@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default=_DEFAULTS.model, help="registry model name")
     p.add_argument("--data", default=_DEFAULTS.data, help="'phantoms' or a data set folder")
-    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs (default: 14 for phantoms, 9 for a folder of real scans)")
     p.add_argument("--out", required=True, help="artifact path (.safetensors); report beside it as .json")
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
     p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="peak learning rate (one-cycle AdamW)")

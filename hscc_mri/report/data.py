@@ -135,6 +135,8 @@ def checkpoint_problem(path: str | Path, args: TrainRecipe) -> str | None:
         for key, arg in (("train", "n_train"), ("val", "n_val"), ("test", "n_test")):
             if sizes.get(key) != getattr(args, arg):
                 return f"checkpoint has {sizes.get(key)} {key} phantoms, the train defaults now give {getattr(args, arg)}"
+    if data != "phantoms" and meta.get("augment") != args.augment:
+        return f"checkpoint was trained with augment={meta.get('augment')!r}, the train defaults now give {args.augment!r}"
     if "test" not in meta or "accuracy" not in meta["test"]:
         return "the training report has no test accuracy"
     return None

@@ -119,3 +119,26 @@ def test_train_recipe_resolves_its_augmentation():
     assert scan.batch_augmentation == "shift" and not scan.in_memory
     with pytest.raises(ValueError, match="augment"):
         TrainRecipe(augment="mixup")
+
+
+def test_batch_blur_matches_a_separable_convolution_and_keeps_flat_images_flat():
+    import torch.nn.functional as F
+
+    from hscc_mri.batch_augment import _gaussian_blur
+
+    x = torch.rand(3, 1, 20, 24)
+    taps = torch.arange(-2, 3, dtype=torch.float32)
+    k = torch.exp(-taps**2 / (2 * 0.8**2))
+    k = k / k.sum()
+    want = F.conv2d(F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), k.reshape(1, 1, 1, 5)), k.reshape(1, 1, 5, 1))
+    torch.testing.assert_close(_gaussian_blur(x, 0.8), want, rtol=1e-5, atol=1e-6)
+    flat = torch.full((2, 1, 9, 9), 0.4)
+    torch.testing.assert_close(_gaussian_blur(flat, 1.1), flat)
+
+
+def test_train_epochs_default_by_data():
+    from hscc_mri.recipes import DEFAULT_EPOCHS, TrainRecipe
+
+    assert TrainRecipe().epochs == DEFAULT_EPOCHS["phantoms"] == 14
+    assert TrainRecipe(data="some/folder").epochs == DEFAULT_EPOCHS["folder"]
+    assert TrainRecipe(data="some/folder", epochs=3).epochs == 3
