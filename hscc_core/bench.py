@@ -30,9 +30,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .flops import count_flops, count_params, input_shape_of
+from .progress import progress_bar
 
 __all__ = ["BenchResult", "LatencyStats", "ModelBench", "bench_pair"]
 
@@ -251,7 +251,7 @@ def bench_pair(
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     previous_threads = torch.get_num_threads()
     times: list[dict[int, list[float]]] = [{n: [] for n in batch_sizes}, {n: [] for n in batch_sizes}]
-    bar = tqdm(total=len(batch_sizes) * 2 * (warmup + runs), desc="bench", unit="run",
+    bar = progress_bar(total=len(batch_sizes) * 2 * (warmup + runs), desc="bench", unit="run",
                file=sys.stderr, disable=not progress, leave=False)
     try:
         torch.set_num_threads(threads)

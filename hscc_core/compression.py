@@ -23,7 +23,6 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .allocate import LayerPlan, greedy_ranks, uniform_ranks
 from .config import CompressionConfig, CompressionReport, Method
@@ -35,6 +34,7 @@ from .flops import count_flops, count_params, flops_by_module, input_shape_of
 from .graph import layer_shapes, replace_submodule, sequential_stages, target_layers
 from .modules import (LowRankConv2d, LowRankLinear, SpatialLowRankConv2d, TuckerConv2d, conv_geometry,
                       grid_bounds)
+from .progress import progress_bar
 from .stats import RegionMoments
 
 Factors = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -197,7 +197,7 @@ def collect_statistics(model: nn.Module, batches: Sequence[torch.Tensor], plans:
     hooks = [model.get_submodule(p.name).register_forward_hook(lambda m, i, o, s=s: s.update(o))
              for p, s in zip(plans, stats)]
     try:
-        for x in tqdm(batches, desc="calibration statistics", unit="batch", disable=not progress, leave=False):
+        for x in progress_bar(batches, desc="calibration statistics", unit="batch", disable=not progress, leave=False):
             model(x)
     finally:
         for h in hooks:
@@ -382,7 +382,7 @@ def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence
     image = lambda j: store(batches[j])  # noqa: E731  both streams start as the images
     records = []
     try:
-        for k, i in enumerate(tqdm(at, desc="sequential refit", unit="layer", disable=not progress, leave=False)):
+        for k, i in enumerate(progress_bar(at, desc="sequential refit", unit="layer", disable=not progress, leave=False)):
             name, stage = stages[i]
             plan = by_name[name]
             last = k == len(at) - 1

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+
+from .progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def distill(student: nn.Module, teacher: nn.Module, data: Sequence[Any], config:
     student.eval()
     for epoch in range(1, config.epochs + 1):
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]
-        bar = tqdm(range(0, len(order), config.batch_size), desc=f"distill epoch {epoch}/{config.epochs}",
+        bar = progress_bar(range(0, len(order), config.batch_size), desc=f"distill epoch {epoch}/{config.epochs}",
                    unit="batch", disable=not progress, leave=False)
         for i in bar:
             idx = order[i:i + config.batch_size]

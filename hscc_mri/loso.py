@@ -15,9 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from hscc_core import CompressionConfig, compress, fidelity
+from hscc_core.progress import progress_bar
 
 from .calibration import augmented_views, calibration_batches, default_calibration, load_slices
 from .inference import probabilities
@@ -63,7 +63,7 @@ def leave_one_scan_out(model: nn.Module, config: CompressionConfig, scans: Seque
     t0 = time.perf_counter()
     folds = []
     shared = None
-    for i in tqdm(range(len(scans)), desc=f"leave-one-scan-out {config.method}", unit="fold", disable=not progress):
+    for i in progress_bar(range(len(scans)), desc=f"leave-one-scan-out {config.method}", unit="fold", disable=not progress):
         if config.method == "hscc":
             calib = default_calibration(spec, sample_views=views, n_phantoms=phantoms, seed=seed,
                                         scans=[s for j, s in enumerate(scans) if j != i])

@@ -39,9 +39,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from hscc_core import LatencyStats, count_flops, count_params, input_shape_of
+from hscc_core.progress import progress_bar
 
 from .runtimes import PRECISIONS, RUNTIMES, RuntimeUnavailable, compile_model, cpu_summary, runtime_label, source_model
 
@@ -452,7 +452,7 @@ def bench_peers(
             m.eval()
         if calibration is None and any(p == "int8" for _, p in choices):
             calibration = _default_calibration(models[names[0]])
-        bar = tqdm(total=len(names) * len(choices), desc="compile peers", unit="variant", file=sys.stderr,
+        bar = progress_bar(total=len(names) * len(choices), desc="compile peers", unit="variant", file=sys.stderr,
                    disable=not progress, leave=False)
         try:
             for name in names:
@@ -489,7 +489,7 @@ def bench_peers(
 
         runners = [c for _, _, _, c in compiled]
         times = {n: [[] for _ in runners] for n in batch_sizes}
-        bar = tqdm(total=len(batch_sizes) * len(runners) * (warmup + runs), desc="bench peers", unit="run",
+        bar = progress_bar(total=len(batch_sizes) * len(runners) * (warmup + runs), desc="bench peers", unit="run",
                    file=sys.stderr, disable=not progress, leave=False)
         try:
             with torch.inference_mode():

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from hscc_core import (atomic_write, classification_report, count_flops, count_params, fidelity,
                        optimize_for_inference, time_forward_interleaved)
+from hscc_core.progress import progress_bar
 
 from .report.analysis import paired_difference
 from .runtimes.base import source_model
@@ -177,7 +177,7 @@ def load_test_set(folder: str | os.PathLike[str], spec: "ModelSpec", progress: b
     labels: list[int] = []
     files: list[str] = []
     skipped: list[dict[str, str]] = []
-    for path, label in tqdm(data.samples, desc=f"reading {split_dir.name}", unit="scan", disable=not progress):
+    for path, label in progress_bar(data.samples, desc=f"reading {split_dir.name}", unit="scan", disable=not progress):
         rel = path.relative_to(split_dir).as_posix()
         try:
             x = scan_to_model_input(load_scan(path), spec)
@@ -222,7 +222,7 @@ def _se(values: np.ndarray) -> float | None:
 def _probabilities(model: nn.Module, inputs: torch.Tensor, batch_size: int, desc: str,
                    progress: bool) -> np.ndarray:
     out = []
-    bar = tqdm(total=len(inputs), desc=desc, unit="scan", disable=not progress)
+    bar = progress_bar(total=len(inputs), desc=desc, unit="scan", disable=not progress)
     for start in range(0, len(inputs), batch_size):
         x = inputs[start:start + batch_size].float().contiguous(memory_format=torch.channels_last)
         out.append(torch.softmax(model(x).float(), dim=1).double().numpy())

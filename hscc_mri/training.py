@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
-from tqdm.auto import tqdm
+
+from hscc_core.progress import progress_bar
 
 from . import distributed
 from .batch_augment import BATCH_AUGMENTATIONS, augment_batch
@@ -107,11 +108,11 @@ def materialize(dataset: Dataset, desc: str = "preparing data", dtype: torch.dty
     xs, ys = [], []
     if num_workers > 0:
         loader = DataLoader(dataset, batch_size=32, shuffle=False, num_workers=num_workers)
-        for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
+        for x, y in progress_bar(loader, desc=desc, unit="batch", leave=False):
             xs.extend(x.to(dtype))
             ys.extend(int(v) for v in y)
     else:
-        for i in tqdm(range(len(dataset)), desc=desc, unit="img", leave=False):
+        for i in progress_bar(range(len(dataset)), desc=desc, unit="img", leave=False):
             x, y = dataset[i]
             xs.append(x.to(dtype))
             ys.append(int(y))
@@ -135,7 +136,7 @@ def predict_proba(model: nn.Module, data: Dataset | Iterable, batch_size: int = 
     model.eval().to(device)
     batches = _loader(data, batch_size, False, 0) if isinstance(data, Dataset) else data
     probs, labels = [], []
-    for x, y in tqdm(batches, desc=desc or "predicting", unit="batch", leave=False, disable=desc is None):
+    for x, y in progress_bar(batches, desc=desc or "predicting", unit="batch", leave=False, disable=desc is None):
         probs.append(torch.softmax(model(x.to(device, torch.float32)).float(), dim=1).cpu())
         labels.append(torch.as_tensor(y))
     return torch.cat(probs).numpy(), torch.cat(labels).numpy().astype(np.int64)
@@ -242,7 +243,7 @@ def train_classifier(
             sampler.set_epoch(epoch)
         net.train()
         total, correct, loss_sum = 0, 0, 0.0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,
+        bar = progress_bar(train_loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,
                    disable=not main)
         for x, y in bar:
             x = augment_batch(config.batch_augment, x.to(torch.float32), gen, spec.mean, spec.std)

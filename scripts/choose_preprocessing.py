@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from hscc_core.progress import progress_bar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -66,7 +66,7 @@ def main() -> int:
     model = build_model("vgg16-brain-mri").to(memory_format=torch.channels_last)
     base = model.spec
     samples = validation_subset(args.data, base, args.per_class, args.seed)
-    scans = [load_scan(p) for p, _ in tqdm(samples, desc="reading", unit="scan")]
+    scans = [load_scan(p) for p, _ in progress_bar(samples, desc="reading", unit="scan")]
     assert all(is_eight_bit(s) for s in scans)
     labels = np.array([y for _, y in samples])
     variants: list[tuple[str, str, object]] = [(f"8-bit / 255, {r}", r, None)

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from hscc_core.progress import progress_bar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data_seed = phantom_split_seeds(args.seed)["train"]
     groups: dict[str, list[PhantomSample]] = defaultdict(list)
-    for i in tqdm(range(args.n), desc="drawing phantoms", unit="img"):
+    for i in progress_bar(range(args.n), desc="drawing phantoms", unit="img"):
         s = phantom_details(i, data_seed)
         if s.class_name == "notumor":
             continue

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from hscc_core.progress import progress_bar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(model.spec.class_names)
     preds, labels, details = [], [], []
     with torch.no_grad():
-        for start in tqdm(range(0, args.n, 64), desc="predicting", unit="batch"):
+        for start in progress_bar(range(0, args.n, 64), desc="predicting", unit="batch"):
             idx = range(start, min(start + 64, args.n))
             x = torch.stack([data[i][0] for i in idx]).float()
             preds += model(x).argmax(1).tolist()

@@ -196,6 +196,18 @@ def _ablation_findings(abl: dict[str, Any]) -> list[str]:
         lines.append(f"Not available in this build ({len(na)} row(s)): " + "; ".join(
             f"{r['name']} — {r['error']}" for r in na) + ". These rows fill in automatically once the compressor "
             "accepts the setting.")
+    ok = [r for r in abl["rows"] if r["status"] == "ok"]
+    ref = next((r for r in ok if r["name"] == abl.get("reference")), None)
+    regional = [r for r in ok if tuple(r["config"]["regions"]) != (1, 1) and r["config"]["clusters"] == 1
+                and r.get("speedup") is not None]
+    if ref is not None and ref.get("speedup") and regional and tuple(ref["config"]["regions"]) == (1, 1):
+        lines.append(
+            "What regions cost in speed at the same FLOPs: " + "; ".join(
+                f"{r['config']['regions'][0]}x{r['config']['regions'][1]} runs {r['speedup']:.2f}x "
+                f"(efficiency {r['efficiency']:.2f})" for r in regional)
+            + f", against {ref['speedup']:.2f}x (efficiency {ref['efficiency']:.2f}) for 1x1. Each region runs its own "
+            "pair of small convolutions on a view of the padded input, so the same multiply-adds are spread over "
+            "several smaller kernel calls, each with its own overhead and poorer cache and vector use.")
     for d in abl.get("identical_to_k1", []):
         lines.append(f"{d['row']} gave exactly the same ranks and predictions as {d['same_as']}: the clusters "
                      "changed nothing (no cluster units were allocated, or clustering is not applied).")

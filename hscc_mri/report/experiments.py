@@ -15,10 +15,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 from torch import nn
-from tqdm.auto import tqdm
 
 from hscc_core import (CompressionConfig, FinetuneConfig, bench_pair, classification_report, compress,
                        count_flops, count_params, distill, fidelity)
+from hscc_core.progress import progress_bar
 
 from ..training import predict_proba
 from .analysis import ORIGINAL_KD, bootstrap_se, paired_difference, recommend, verdict
@@ -179,7 +179,7 @@ def main_table(lab: AlexNetLab, log: Callable[[str], None] = print) -> dict[str,
     rows = [original, tuned_row]
     reports = {}
     jobs = [(m, b) for m in ("svd", "tucker", "hscc") for b in s.budgets]
-    for method, budget in tqdm(jobs, desc="main table", unit="model", disable=not lab.progress):
+    for method, budget in progress_bar(jobs, desc="main table", unit="model", disable=not lab.progress):
         config = lab.config(method, budget)
         compressed, report = lab.compress(config)
         name = _row_name(method, budget, False)
@@ -213,7 +213,7 @@ def ablation(lab: AlexNetLab, log: Callable[[str], None] = print) -> dict[str, A
     s = lab.settings
     base = lab.config("hscc", s.top_budget)
     rows = []
-    for label, overrides in tqdm(s.ablation, desc="ablation", unit="row", disable=not lab.progress):
+    for label, overrides in progress_bar(s.ablation, desc="ablation", unit="row", disable=not lab.progress):
         fields = dict(overrides)
         try:
             config = replace(base, **fields)
@@ -282,7 +282,7 @@ def pareto_sweep(lab: AlexNetLab, log: Callable[[str], None] = print) -> dict[st
     s = lab.settings
     points: list[dict[str, Any]] = []
     configs: dict[str, CompressionConfig] = {}
-    for desc, make in tqdm(_sweep_configs(lab), desc="Pareto sweep", unit="setting", disable=not lab.progress):
+    for desc, make in progress_bar(_sweep_configs(lab), desc="Pareto sweep", unit="setting", disable=not lab.progress):
         label = f"{desc['regions'][0]}x{desc['regions'][1]} / K{desc['clusters']}, " + (
             f"{desc['budget']:g}x" if desc["budget"] else f"energy {desc['energy']:g}")
         try:

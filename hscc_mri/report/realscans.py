@@ -15,9 +15,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from hscc_core import CompressionConfig, bench_pair, compress, count_flops, count_params
+from hscc_core.progress import progress_bar
 
 from ..calibration import sample_scans
 from ..inference import probabilities
@@ -92,7 +92,7 @@ def vgg_table(settings: ReportSettings, model: nn.Module | None = None, progress
         "sample_correct": orig_correct, "speedup": 1.0, "efficiency": 1.0}]
     original_latency = []
     jobs = [(m, b) for m in ("svd", "tucker", "hscc") for b in (s.vgg_budgets or s.budgets)]
-    for method, budget in tqdm(jobs, desc="VGG16 on real scans", unit="model", disable=not progress):
+    for method, budget in progress_bar(jobs, desc="VGG16 on real scans", unit="model", disable=not progress):
         name = f"{_NAMES[method]} {budget:g}x"
         log(f"VGG16: {name}: leave-one-scan-out over {len(scans)} scans")
         config = CompressionConfig(method=method, budget=budget, seed=s.seed)

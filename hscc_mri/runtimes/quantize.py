@@ -21,9 +21,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from hscc_core import fidelity
+from hscc_core.progress import progress_bar
 
 from .export import layer_groups
 from .select import compile_model
@@ -111,7 +111,7 @@ def plan_int8(model: nn.Module, runtime: str, calibration: Sequence[torch.Tensor
     t0 = time.perf_counter()
     ref = _probs(model, check)
     groups = layer_groups(model)
-    bar = tqdm(total=1 + len(groups), desc=f"int8 plan ({runtime})", unit="quant", file=sys.stderr,
+    bar = progress_bar(total=1 + len(groups), desc=f"int8 plan ({runtime})", unit="quant", file=sys.stderr,
                disable=not progress, leave=False)
 
     def measure(keep: Sequence[str], calib: Sequence[torch.Tensor] = calibration,

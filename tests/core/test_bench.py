@@ -199,3 +199,20 @@ def test_cli_bench_help_explains_the_measurements():
     proc = _cli("--help")
     assert proc.returncode == 0
     assert "speed-up" in proc.stdout and "efficiency" in proc.stdout and "median" in proc.stdout
+
+
+def test_progress_bars_are_plain_lines_when_the_output_is_not_a_terminal():
+    import io
+
+    from hscc_core.progress import progress_bar
+
+    log = io.StringIO()  # not a terminal
+    for _ in progress_bar(range(5), desc="work", file=log, mininterval=0):
+        pass
+    text = log.getvalue()
+    assert "\r" not in text and text.endswith("\n")
+    assert "work" in text and "5/5" in text.splitlines()[-1]
+    quiet = io.StringIO()
+    for _ in progress_bar(range(3), desc="gone", file=quiet, leave=False, mininterval=0):
+        pass
+    assert "\r" not in quiet.getvalue()

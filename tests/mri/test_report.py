@@ -233,13 +233,18 @@ def test_readme_headline_tables_are_what_the_committed_report_renders() -> None:
     import re
     from pathlib import Path
 
-    from hscc_mri.report.tables import main_table, vgg_table
+    from hscc_mri.report.tables import claims_table, main_table, vgg_real_table, vgg_table
 
     root = Path(__file__).resolve().parents[2]
     data = json.loads((root / "reports" / "report.json").read_text())
     readme = (root / "README.md").read_text()
     report_md = (root / "reports" / "REPORT.md").read_text()
-    for key, table in (("alexnet", main_table(data["alexnet"]["main"])), ("vgg", vgg_table(data["vgg"]))):
+    assert data["alexnet"]["data"]["source"] != "phantoms"  # the headline is the real-data report
+    from hscc_mri.report.document import _main_findings
+
+    claims = claims_table(_main_findings(data["alexnet"]["main"], False)[1]["paper_claims"])
+    for key, table in (("alexnet", main_table(data["alexnet"]["main"])), ("vgg", vgg_table(data["vgg"])),
+                       ("vgg-real", vgg_real_table(data["vgg_real"])), ("claims", claims)):
         block = re.search(rf"<!-- headline:{key} -->\n(.*?)\n<!-- /headline:{key} -->", readme, re.S)
         assert block, f"README lacks the {key} headline block"
         assert block.group(1).strip() == table.strip(), f"README {key} table differs from reports/report.json"
