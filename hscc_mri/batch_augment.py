@@ -21,7 +21,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BATCH_AUGMENTATIONS", "affine_augment", "augment_batch", "shift_augment"]
+__all__ = ["AFFINE_DESCRIPTION", "BATCH_AUGMENTATIONS", "affine_augment", "augment_batch", "shift_augment"]
+
+#: What :func:`affine_augment` does with its defaults, in words (for reports).
+AFFINE_DESCRIPTION = ("flips, rotation ±10°, zoom 0.9–1.12, shift ±8%, then on the [0, 1] slice an unsharp mask or "
+                      "blur (amount −0.6…1.5), gamma 0.6–1.5, contrast ±15%, brightness ±0.08 and noise")
 
 #: Names of the batch augmentations (``TrainConfig.batch_augment``).
 BATCH_AUGMENTATIONS: tuple[str, ...] = ("none", "shift", "affine")

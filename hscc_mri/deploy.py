@@ -22,7 +22,7 @@ from .recipes import default_recipe
 from .runtimes import Choice, compile_model
 from .runtimes.quantize import Int8Plan, plan_int8
 
-__all__ = ["DEFAULT_PRECISION", "INT8_TARGET", "SHIPPED_PLANS", "deploy", "int8_plan", "plan_path", "weights_identity"]
+__all__ = ["DEFAULT_PRECISION", "INT8_TARGET", "SHIPPED_PLANS", "default_calibration_batches", "deploy", "int8_plan", "plan_path", "weights_identity"]
 
 # Deployment defaults live here, not in hscc_mri/recipes.py: that module's bytes are part
 # of the compressed-model cache key, and how a model is run must not rebuild it.
@@ -98,10 +98,20 @@ def _base_name(artifact: Path) -> str:
     return str(hscc_core.load_metadata(artifact).get("base", ""))
 
 
-def _calibration(model: nn.Module) -> list:
+def default_calibration_batches(model: nn.Module) -> list:
+    """The default calibration set of ``model``'s registry spec (what int8 plans and
+    quantisation read unless given another).
+
+    Raises:
+        ValueError: the model has no spec to draw its default set from.
+    """
     from .calibration import calibration_set
 
-    return calibration_set(model.spec, default_recipe(model.spec.name))
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        raise ValueError("int8 needs calibration batches: pass calibration= (the model has no spec to draw "
+                         "its default calibration set from)")
+    return calibration_set(spec, default_recipe(spec.name))
 
 
 def int8_plan(model: nn.Module, runtime: str, artifact: str | os.PathLike, target: float = INT8_TARGET,
@@ -127,7 +137,7 @@ def int8_plan(model: nn.Module, runtime: str, artifact: str | os.PathLike, targe
                 continue
             if saved.get("key") == key:
                 return saved
-    calibration = calibration if calibration is not None else _calibration(model)
+    calibration = calibration if calibration is not None else default_calibration_batches(model)
     log(f"measuring which layers of {artifact.name} keep float32 in int8 ({runtime}); once, saved to {side.name}")
     plan: Int8Plan = plan_int8(model, runtime, calibration, calibration, target=target, progress=progress, log=log)
     out = {**plan.to_dict(), "key": key}
@@ -145,7 +155,7 @@ def deploy(model: nn.Module, choice: Choice, artifact: str | os.PathLike | None 
     quantisation). The returned model's ``details`` say which."""
     if choice.precision != "int8":
         return compile_model(model, choice.runtime, choice.precision)
-    calibration = _calibration(model)
+    calibration = default_calibration_batches(model)
     keep: list[str] = []
     plan = None
     if artifact is not None:

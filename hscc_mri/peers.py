@@ -344,17 +344,6 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 # ---------------------------------------------------------------------- the benchmark
-def _default_calibration(model: nn.Module) -> list[torch.Tensor]:
-    from .calibration import calibration_set
-    from .recipes import default_recipe
-
-    spec = getattr(model, "spec", None)
-    if spec is None:
-        raise ValueError("int8 needs calibration batches: pass calibration= (the model has no spec to draw "
-                         "its default calibration set from)")
-    return calibration_set(spec, default_recipe(spec.name))
-
-
 def _choices(choices: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for runtime, precision in choices:
@@ -451,9 +440,11 @@ def bench_peers(
         for m in models.values():
             m.eval()
         if calibration is None and any(p == "int8" for _, p in choices):
-            calibration = _default_calibration(models[names[0]])
+            from .deploy import default_calibration_batches
+
+            calibration = default_calibration_batches(models[names[0]])
         bar = progress_bar(total=len(names) * len(choices), desc="compile peers", unit="variant", file=sys.stderr,
-                   disable=not progress, leave=False)
+                           disable=not progress, leave=False)
         try:
             for name in names:
                 for runtime, precision in choices:
@@ -490,7 +481,7 @@ def bench_peers(
         runners = [c for _, _, _, c in compiled]
         times = {n: [[] for _ in runners] for n in batch_sizes}
         bar = progress_bar(total=len(batch_sizes) * len(runners) * (warmup + runs), desc="bench peers", unit="run",
-                   file=sys.stderr, disable=not progress, leave=False)
+                           file=sys.stderr, disable=not progress, leave=False)
         try:
             with torch.inference_mode():
                 for n in batch_sizes:

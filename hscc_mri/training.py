@@ -244,7 +244,7 @@ def train_classifier(
         net.train()
         total, correct, loss_sum = 0, 0, 0.0
         bar = progress_bar(train_loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,
-                   disable=not main)
+                           disable=not main)
         for x, y in bar:
             x = augment_batch(config.batch_augment, x.to(torch.float32), gen, spec.mean, spec.std)
             x, y = x.to(device, memory_format=memory_format), y.to(device)

@@ -27,12 +27,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for everything, benchmarks included")
     p.add_argument("--seed", type=int, default=0, help="master seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--render-only", action="store_true",
+                   help="measure nothing: rewrite OUT/REPORT.md from OUT/report.json (after a change of wording)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..report import full_settings, quick_settings, run_report
 
+    if args.render_only:
+        from ..report.run import render_again
+
+        if not (Path(args.out) / "report.json").is_file():
+            raise CliError(f"--render-only: no report.json in {args.out}")
+        render_again(args.out)
+        return 0
     make = quick_settings if args.quick else full_settings
     try:
         settings = make(seed=args.seed, threads=args.threads, parts=tuple(args.parts))

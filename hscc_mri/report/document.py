@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from ..batch_augment import AFFINE_DESCRIPTION
 from . import tables
 from .analysis import ORIGINAL_KD, PAPER_FLOPS_REDUCTION
 
@@ -136,7 +137,8 @@ def _acceptance(checks: dict[str, Any], original_acc: float) -> list[str]:
     return out
 
 
-def _closing(main: dict[str, Any], checks: dict[str, Any], vgg: dict[str, Any] | None, quick: bool) -> list[str]:
+def _closing(main: dict[str, Any], checks: dict[str, Any], vgg: dict[str, Any] | None, quick: bool,
+             vgg_real: dict[str, Any] | None = None) -> list[str]:
     """Computed observations that explain the verdict (only facts from the tables)."""
     rows = _rows_by_name(main["rows"])
     orig = rows["original"]
@@ -168,8 +170,10 @@ def _closing(main: dict[str, Any], checks: dict[str, Any], vgg: dict[str, Any] |
                        f"(efficiency {eff:.2f}; the design asks ≥ 0.7).")
     if vgg:
         n = len(vgg["scans"])
-        out.append(f"The VGG16 fidelity rests on {n} real scans: a difference of one scan is {100 / n:.0f} points, "
-                   f"so those counts show direction, not significance.")
+        out.append(f"The six-sample VGG16 section rests on {n} real scans: a difference of one scan is "
+                   f"{100 / n:.0f} points, so those counts show direction, not significance"
+                   + (f"; the real-test section ({vgg_real['test_set']['n']} scans) carries the evidence."
+                      if vgg_real else "."))
     return out
 
 
@@ -313,9 +317,8 @@ def render(results: dict[str, Any]) -> str:
                    "the original files: every model here is trained on one look and tested on the other.", ""]
                   if real else [])
         aug = train.get("batch_augmentation")
-        recipe += (f"; augmentation: {aug} on whole batches" + (" (flips, rotation ±10°, zoom 0.9–1.12, shift ±8%, "
-                   "then gamma 0.75–1.35, contrast ±15%, brightness ±0.08 and noise on the [0, 1] slice)"
-                   if aug == "affine" else "") if aug else "")
+        recipe += (f"; augmentation: {aug} on whole batches" + (f" ({AFFINE_DESCRIPTION})" if aug == "affine" else "")
+                   if aug else "")
         if real and "test" in train:
             recipe += (f"; intensity: every scan windowed to [0, 1] by its own 0–99.5th percentiles (so the copies' "
                        f"brightness shift cancels); {train['seconds']['total'] / 60:.1f} min on "
@@ -407,7 +410,7 @@ def render(results: dict[str, Any]) -> str:
             tables.main_table(ph["main"]), "",
         ]
     if al and "main" in al:
-        out += ["## Closing note", "", _bullets(_closing(al["main"], checks, vgg, quick)), ""]
+        out += ["## Closing note", "", _bullets(_closing(al["main"], checks, vgg, quick, ev)), ""]
     out += [
         "## Reproducibility", "",
         tables.environment_table(env, s), "",

@@ -25,6 +25,15 @@ EVALUATE_COMMAND = ("hscc-mri evaluate --data ../shared/data/brain-mri/Testing -
 PHANTOM_COMMAND = "hscc-mri report --data phantoms --out {folder}"
 
 _FOCUS = "meningioma"
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _shown(path: Path) -> str:
+    """``path`` as the report cites it: relative to the repository when inside it."""
+    try:
+        return path.resolve().relative_to(_ROOT).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def _sha256(path: Path) -> str:
@@ -66,7 +75,7 @@ def load_vgg_evaluation(path: str | Path) -> dict[str, Any] | None:
             "vs_reference": r.get("vs_reference"),
         })
     test = data.get("test_set", {})
-    return {"file": path.as_posix(), "sha256": _sha256(path), "command": EVALUATE_COMMAND.format(path=path.as_posix()),
+    return {"file": _shown(path), "sha256": _sha256(path), "command": EVALUATE_COMMAND.format(path=_shown(path)),
             "model": data.get("model"), "test_set": {k: test.get(k) for k in ("folder", "split", "n", "class_counts")},
             "bootstrap": data.get("bootstrap"), "latency": data.get("latency"), "rows": rows}
 
@@ -81,6 +90,6 @@ def load_phantom_report(path: str | Path) -> dict[str, Any] | None:
     alexnet = data.get("alexnet") or {}
     if "main" not in alexnet or (alexnet.get("data") or {}).get("source") != "phantoms":
         return None
-    return {"file": path.as_posix(), "sha256": _sha256(path), "started_at": data.get("started_at"),
-            "command": PHANTOM_COMMAND.format(folder=path.parent.as_posix()),
+    return {"file": _shown(path), "sha256": _sha256(path), "started_at": data.get("started_at"),
+            "command": PHANTOM_COMMAND.format(folder=_shown(path.parent)),
             "seconds_total": data.get("seconds_total"), "data": alexnet["data"], "main": alexnet["main"]}

@@ -110,7 +110,8 @@ def run_report(settings: ReportSettings, out: str | Path, data: str = "phantoms"
     alexnet_parts = [p for p in settings.parts if p != "vgg"]
     if alexnet_parts:
         results["alexnet"] = _alexnet(settings, out, data, checkpoint, timer, progress, log)
-        results["seeds"] = {"master": settings.seed, **{f"phantoms {k}": v for k, v in
+        kind = "phantoms" if data == "phantoms" else "data"
+        results["seeds"] = {"master": settings.seed, **{f"{kind} {k}": v for k, v in
                                                          results["alexnet"]["data"]["seeds"].items()}}
     else:
         results["seeds"] = {"master": settings.seed}
@@ -136,6 +137,31 @@ def run_report(settings: ReportSettings, out: str | Path, data: str = "phantoms"
     log(f"wrote {out / 'REPORT.md'}, {out / 'report.json'} and {len(results['figures'])} figures "
         f"in {results['seconds_total'] / 60:.1f} min")
     return results
+
+
+def render_again(out: str | Path, log: Callable[[str], None] | None = None) -> Path:
+    """Write ``out/REPORT.md`` again from ``out/report.json``, measuring nothing.
+
+    For a change of the report's wording: the numbers stay those of the run that wrote
+    ``report.json``. The imported sections (VGG16 real test, phantom benchmark) are read
+    again from the files that run cited, so their paths and hashes are current.
+    """
+    from . import document
+    from .imported import load_phantom_report, load_vgg_evaluation
+
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    out = Path(out)
+    results = json.loads((out / "report.json").read_text())
+    settings = results["settings"]
+    if settings.get("vgg_evaluation"):
+        results["vgg_real"] = load_vgg_evaluation(settings["vgg_evaluation"])
+    source = ((results.get("alexnet") or {}).get("data") or {}).get("source", "phantoms")
+    if settings.get("phantom_report") and source != "phantoms":
+        results["phantoms"] = load_phantom_report(settings["phantom_report"])
+    (out / "REPORT.md").write_text(document.render(results))
+    (out / "report.json").write_text(json.dumps(_clean(results), indent=1, default=_json_default))
+    log(f"rewrote {out / 'REPORT.md'} from {out / 'report.json'} (no measurement)")
+    return out / "REPORT.md"
 
 
 def _alexnet(settings: ReportSettings, out: Path, data: str, checkpoint: str | None, timer, progress: bool,

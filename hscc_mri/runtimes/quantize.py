@@ -112,7 +112,7 @@ def plan_int8(model: nn.Module, runtime: str, calibration: Sequence[torch.Tensor
     ref = _probs(model, check)
     groups = layer_groups(model)
     bar = progress_bar(total=1 + len(groups), desc=f"int8 plan ({runtime})", unit="quant", file=sys.stderr,
-               disable=not progress, leave=False)
+                       disable=not progress, leave=False)
 
     def measure(keep: Sequence[str], calib: Sequence[torch.Tensor] = calibration,
                 images: Sequence[torch.Tensor] = check, expected: np.ndarray = ref) -> dict[str, float]:
