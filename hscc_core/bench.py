@@ -252,7 +252,7 @@ def bench_pair(
     previous_threads = torch.get_num_threads()
     times: list[dict[int, list[float]]] = [{n: [] for n in batch_sizes}, {n: [] for n in batch_sizes}]
     bar = progress_bar(total=len(batch_sizes) * 2 * (warmup + runs), desc="bench", unit="run",
-               file=sys.stderr, disable=not progress, leave=False)
+                       file=sys.stderr, disable=not progress, leave=False)
     try:
         torch.set_num_threads(threads)
         for m in models:

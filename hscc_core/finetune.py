@@ -136,7 +136,7 @@ def distill(student: nn.Module, teacher: nn.Module, data: Sequence[Any], config:
     for epoch in range(1, config.epochs + 1):
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]
         bar = progress_bar(range(0, len(order), config.batch_size), desc=f"distill epoch {epoch}/{config.epochs}",
-                   unit="batch", disable=not progress, leave=False)
+                           unit="batch", disable=not progress, leave=False)
         for i in bar:
             idx = order[i:i + config.batch_size]
             loss = distillation_loss(student(x[idx]).float(), t_logits[idx], config.temperature,
