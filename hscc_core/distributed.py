@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["all_reduce_sum_", "broadcast_module_", "is_distributed", "rank", "world_size"]
+__all__ = ["all_reduce_sum_", "broadcast_module_", "collective_device", "is_distributed", "rank", "world_size"]
 
 
 def is_distributed() -> bool:
@@ -38,7 +38,9 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
-def _device_for_backend() -> torch.device:
+def collective_device() -> torch.device:
+    """Where tensors must be for the default group's collectives: the current CUDA device
+    under NCCL, the CPU under Gloo."""
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
@@ -51,7 +53,7 @@ def all_reduce_sum_(tensors: Iterable[torch.Tensor | None]) -> None:
     """
     if not is_distributed():
         return
-    device = _device_for_backend()
+    device = collective_device()
     for t in tensors:
         if t is None:
             continue
@@ -72,7 +74,7 @@ def broadcast_module_(module: nn.Module, src: int = 0) -> None:
     """
     if not is_distributed():
         return
-    device = _device_for_backend()
+    device = collective_device()
     for t in [*module.parameters(), *module.buffers()]:
         moved = t.detach().to(device).contiguous()
         dist.broadcast(moved, src=src)

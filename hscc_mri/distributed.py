@@ -17,7 +17,7 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from hscc_core.distributed import is_distributed, rank, world_size
+from hscc_core.distributed import collective_device, is_distributed, rank, world_size
 
 __all__ = ["broadcast_float", "is_distributed", "launched_by_torchrun", "process_group_from_env", "rank",
            "shard", "world_size"]
@@ -37,13 +37,16 @@ def process_group_from_env(device: str = "cpu", threads: int | None = None) -> I
     Args:
         device: ``"cpu"`` (Gloo) or ``"cuda"`` (NCCL; each process takes the GPU of its
             local rank).
-        threads: torch threads per process; default: the machine's cores shared equally
-            among the processes on it (N processes of all cores each would fight).
+        threads: torch threads per process; default: in one process torch's own (all
+            cores), under torchrun the machine's cores shared equally among the processes on
+            it (N processes of all cores each would fight).
 
     Yields:
         The device this process computes on (``cuda:<local rank>`` for GPUs).
     """
     if not launched_by_torchrun() or dist.is_initialized():
+        if threads:
+            torch.set_num_threads(threads)
         yield torch.device(device)
         return
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -63,8 +66,7 @@ def broadcast_float(value: float, src: int = 0) -> float:
     """``value`` as rank ``src`` has it (itself in a single process)."""
     if not is_distributed():
         return value
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
-    t = torch.tensor([value], dtype=torch.float64, device=device)
+    t = torch.tensor([value], dtype=torch.float64, device=collective_device())
     dist.broadcast(t, src=src)
     return float(t.item())
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from hscc_core import METHODS
 
 from ..recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL, CalibrationRecipe
-from ._common import CliError, parse_grid, set_threads
+from ._common import CliError, parse_grid
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -124,8 +124,6 @@ def _run(args: argparse.Namespace) -> int:
     from ..recipes import compression_config, finetune_config
     from ..resolve import resolve_model
 
-    if world_size() == 1:
-        set_threads(args.threads)
     budget = args.budget if args.budget is not None or args.energy is not None else DEFAULT_BUDGET
     try:
         config = compression_config(args.method, budget if args.energy is None else None, args.seed,

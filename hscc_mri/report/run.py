@@ -115,14 +115,7 @@ def run_report(settings: ReportSettings, out: str | Path, data: str = "phantoms"
                                                          results["alexnet"]["data"]["seeds"].items()}}
     else:
         results["seeds"] = {"master": settings.seed}
-    if settings.vgg_evaluation:
-        from .imported import load_vgg_evaluation
-
-        results["vgg_real"] = load_vgg_evaluation(settings.vgg_evaluation)
-    if settings.phantom_report and data != "phantoms":
-        from .imported import load_phantom_report
-
-        results["phantoms"] = load_phantom_report(settings.phantom_report)
+    results.update(_imported_sections(settings.vgg_evaluation, settings.phantom_report, data))
     if "vgg" in settings.parts:
         from .realscans import vgg_table
 
@@ -139,6 +132,19 @@ def run_report(settings: ReportSettings, out: str | Path, data: str = "phantoms"
     return results
 
 
+def _imported_sections(vgg_evaluation: str | None, phantom_report: str | None, data: str) -> dict[str, Any]:
+    """The sections read from committed files (:mod:`hscc_mri.report.imported`): the VGG16
+    real-test evaluation, and the phantom benchmark when the AlexNet was trained on a folder."""
+    from .imported import load_phantom_report, load_vgg_evaluation
+
+    out: dict[str, Any] = {}
+    if vgg_evaluation:
+        out["vgg_real"] = load_vgg_evaluation(vgg_evaluation)
+    if phantom_report and data != "phantoms":
+        out["phantoms"] = load_phantom_report(phantom_report)
+    return out
+
+
 def render_again(out: str | Path, log: Callable[[str], None] | None = None) -> Path:
     """Write ``out/REPORT.md`` again from ``out/report.json``, measuring nothing.
 
@@ -147,17 +153,13 @@ def render_again(out: str | Path, log: Callable[[str], None] | None = None) -> P
     again from the files that run cited, so their paths and hashes are current.
     """
     from . import document
-    from .imported import load_phantom_report, load_vgg_evaluation
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(out)
     results = json.loads((out / "report.json").read_text())
     settings = results["settings"]
-    if settings.get("vgg_evaluation"):
-        results["vgg_real"] = load_vgg_evaluation(settings["vgg_evaluation"])
     source = ((results.get("alexnet") or {}).get("data") or {}).get("source", "phantoms")
-    if settings.get("phantom_report") and source != "phantoms":
-        results["phantoms"] = load_phantom_report(settings["phantom_report"])
+    results.update(_imported_sections(settings.get("vgg_evaluation"), settings.get("phantom_report"), source))
     (out / "REPORT.md").write_text(document.render(results))
     (out / "report.json").write_text(json.dumps(_clean(results), indent=1, default=_json_default))
     log(f"rewrote {out / 'REPORT.md'} from {out / 'report.json'} (no measurement)")
