@@ -1,10 +1,14 @@
 """A model made ready for deployment in a runtime and precision, with the product's
-defaults: int8 calibrated on the model's default calibration set, and for a saved
-(compressed) artifact the layers that quantise badly kept in float32 by a measured plan
-(:func:`hscc_mri.runtimes.quantize.plan_int8`) that is computed once and kept beside the
-artifact as ``<artifact>.int8-<runtime>.json``. Plans measured for the default builds
-ship in :data:`SHIPPED_PLANS` (keyed by :func:`weights_identity`, which a fresh clone's
-deterministic build reproduces), so a fresh clone need not measure them again.
+defaults: int8 calibrated on the model's default calibration set, with the layers that
+quantise badly kept in float32 and the quantiser settings chosen by a measured plan
+(:func:`hscc_mri.runtimes.quantize.plan_int8`). The plan is computed once per weights
+and kept: beside a saved (compressed) artifact as ``<artifact>.int8-<runtime>.json``, and
+for a registry model (the dense reference) in the cache folder as
+``<model>-<identity>.int8-<runtime>.json``. Plans measured for the default models ship in
+:data:`SHIPPED_PLANS` (keyed by the weights' identity, which a fresh clone's deterministic
+build and the pip package's weights reproduce), so a fresh clone need not measure them.
+The quantised graph itself is kept too (OpenVINO IR / ONNX, keyed by the plan and the
+quantiser's versions), so only the first int8 start pays for the quantisation.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import hashlib
 import json
 import os
 import sys
+from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,7 +27,8 @@ from .recipes import default_recipe
 from .runtimes import Choice, compile_model
 from .runtimes.quantize import Int8Plan, plan_int8
 
-__all__ = ["DEFAULT_PRECISION", "INT8_TARGET", "SHIPPED_PLANS", "default_calibration_batches", "deploy", "int8_plan", "plan_path", "weights_identity"]
+__all__ = ["DEFAULT_PRECISION", "INT8_TARGET", "SHIPPED_PLANS", "default_calibration_batches", "deploy", "int8_plan",
+           "module_identity", "plan_path", "weights_identity"]
 
 # Deployment defaults live here, not in hscc_mri/recipes.py: that module's bytes are part
 # of the compressed-model cache key, and how a model is run must not rebuild it.
@@ -35,8 +41,10 @@ DEFAULT_PRECISION = "fp32"
 #: Top-1 agreement of an int8 model with its float32 self that the int8 plan must reach
 #: on the calibration images (layers that quantise badly stay float32 until it does).
 INT8_TARGET = 0.99
+#: Where plans and quantised graphs of registry models are kept (the build cache's folder).
+DEFAULT_CACHE_DIR = "artifacts"
 
-_PLAN_FORMAT = 1
+_PLAN_FORMAT = 2
 #: Int8 plans of the default builds, measured here and committed (see its README).
 SHIPPED_PLANS = Path(__file__).resolve().parent / "plans"
 
@@ -66,36 +74,73 @@ def weights_identity(artifact: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _plan_key(artifact: Path, runtime: str, target: float) -> dict[str, Any]:
-    # The plan is a list of layer names for exactly these weights: keyed on them,
-    # the runtime, the target and the calibration recipe (bump _PLAN_FORMAT when the
-    # procedure changes).
-    recipe = default_recipe(_base_name(artifact))
-    return {"format": _PLAN_FORMAT, "weights_sha256": weights_identity(artifact), "runtime": runtime, "target": target,
-            "calibration": recipe.to_dict(), "int8": _int8_settings(runtime)}
+def module_identity(model: nn.Module) -> str:
+    """SHA-256 over what decides a registry model's arithmetic: its spec's name, its class
+    and every tensor of its state (name, dtype, shape, bytes). The pretrained weights come
+    from a pip package, so every install of it has the same identity."""
+    spec = getattr(model, "spec", None)
+    digest = hashlib.sha256(json.dumps({"model": getattr(spec, "name", None), "class": type(model).__qualname__},
+                                       sort_keys=True).encode())
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
-def _int8_settings(runtime: str) -> dict[str, Any]:
-    """What else decides the int8 arithmetic: the quantiser's settings and whether the CPU
-    has VNNI (without it the overflow fix applies and the kernels differ)."""
+def int8_candidates(runtime: str) -> list[dict[str, Any]]:
+    """The quantiser settings an int8 plan chooses among for ``runtime`` on this CPU.
+
+    OpenVINO on a CPU without VNNI: NNCF's overflow fix on the first layer only (its
+    default; 8-bit weights elsewhere) and on every layer (7-bit weights that cannot
+    saturate the u8 x s8 products). Measured on the validation split
+    (scripts/int8_options.py), every layer collapses the dense VGG16 (0.37 agreement with
+    fp32 against 0.88) but lets the compressed one keep all but one layer in int8, so the
+    choice is the model's, made by its plan. Elsewhere the runtime's defaults (with VNNI
+    the overflow fix does nothing; ORT's 7-bit ``reduce_range`` lost on both models).
+    """
     from .runtimes import has_vnni
 
-    settings: dict[str, Any] = {"vnni": has_vnni()}
-    if runtime == "openvino":
+    if runtime == "openvino" and not has_vnni():
         from .runtimes import openvino_backend
 
-        settings["overflow_fix"] = openvino_backend.OVERFLOW_FIX
-    elif runtime == "onnxruntime":
+        first = openvino_backend.OVERFLOW_FIX
+        return [{"overflow_fix": first}] + ([{"overflow_fix": "enable"}] if first != "enable" else [])
+    if runtime == "onnxruntime":
         from .runtimes import onnxruntime_backend
 
-        settings["reduce_range"] = onnxruntime_backend.REDUCE_RANGE
-    return settings
+        return [{"reduce_range": onnxruntime_backend.REDUCE_RANGE}]
+    return [{}]
+
+
+def _plan_key(identity: str, model_name: str, runtime: str, target: float) -> dict[str, Any]:
+    # The plan is a list of layer names and settings for exactly these weights: keyed on
+    # them, the runtime, the target, the calibration recipe, the candidate settings and
+    # VNNI (bump _PLAN_FORMAT when the procedure changes).
+    from .runtimes import has_vnni
+
+    recipe = default_recipe(model_name)
+    return {"format": _PLAN_FORMAT, "weights_sha256": identity, "runtime": runtime, "target": target,
+            "calibration": recipe.to_dict(), "int8": {"vnni": has_vnni(), "candidates": int8_candidates(runtime)}}
 
 
 def _base_name(artifact: Path) -> str:
     import hscc_core
 
     return str(hscc_core.load_metadata(artifact).get("base", ""))
+
+
+def _identity_and_sidecar(model: nn.Module, runtime: str, artifact: str | os.PathLike | None,
+                          cache_dir: str | os.PathLike) -> tuple[str, str, Path]:
+    """(weights identity, model name for its calibration recipe, where its plan is kept)."""
+    if artifact is not None:
+        artifact = Path(artifact)
+        return weights_identity(artifact), _base_name(artifact), plan_path(artifact, runtime)
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        raise ValueError("an int8 plan needs the model's artifact or a registry model (with a spec)")
+    identity = module_identity(model)
+    return identity, spec.name, Path(cache_dir) / f"{spec.name}-{identity[:10]}.int8-{runtime}.json"
 
 
 def default_calibration_batches(model: nn.Module) -> list:
@@ -114,21 +159,34 @@ def default_calibration_batches(model: nn.Module) -> list:
     return calibration_set(spec, default_recipe(spec.name))
 
 
-def int8_plan(model: nn.Module, runtime: str, artifact: str | os.PathLike, target: float = INT8_TARGET,
-              calibration: list | None = None, progress: bool = True,
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The int8 plan of the model saved at ``artifact`` (loaded from its sidecar or a
-    shipped copy when the artifact's weights, the runtime, the target, the calibration recipe and the runtimes'
-    code are unchanged; else measured and saved). Check images = the calibration set.
+def int8_plan(model: nn.Module, runtime: str, artifact: str | os.PathLike | None = None,
+              target: float = INT8_TARGET, calibration: list | None = None, progress: bool = True,
+              log: Callable[[str], None] | None = None,
+              cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR) -> dict[str, Any]:
+    """The int8 plan of ``model``: loaded from its sidecar or a shipped copy when its
+    weights, the runtime, the target, the calibration recipe and the candidate settings
+    are unchanged; else measured once and saved. Check images = the calibration set.
+
+    Args:
+        model: the PyTorch model.
+        runtime: ``openvino`` or ``onnxruntime``.
+        artifact: the file ``model`` was loaded from (plan kept beside it); ``None`` for a
+            registry model, whose plan is kept in ``cache_dir`` under its weights' identity.
+        target, calibration, progress, log: see :func:`hscc_mri.runtimes.quantize.plan_int8`
+            (``calibration``: default, the model's default calibration set).
 
     Returns:
         :meth:`Int8Plan.to_dict` plus ``key`` (what the cache was keyed on).
     """
+    identity, model_name, side = _identity_and_sidecar(model, runtime, artifact, cache_dir)
+    return _plan_at(model, runtime, identity, model_name, side, target, calibration, progress, log)
+
+
+def _plan_at(model: nn.Module, runtime: str, identity: str, model_name: str, side: Path, target: float,
+             calibration: list | None, progress: bool, log: Callable[[str], None] | None) -> dict[str, Any]:
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    artifact = Path(artifact)
-    key = _plan_key(artifact, runtime, target)
-    side = plan_path(artifact, runtime)
-    shipped = SHIPPED_PLANS / f"{key['weights_sha256'][:16]}-{runtime}.json"
+    key = _plan_key(identity, model_name, runtime, target)
+    shipped = SHIPPED_PLANS / f"{identity[:16]}-{runtime}.json"
     for candidate in (side, shipped):
         if candidate.is_file():
             try:
@@ -138,30 +196,101 @@ def int8_plan(model: nn.Module, runtime: str, artifact: str | os.PathLike, targe
             if saved.get("key") == key:
                 return saved
     calibration = calibration if calibration is not None else default_calibration_batches(model)
-    log(f"measuring which layers of {artifact.name} keep float32 in int8 ({runtime}); once, saved to {side.name}")
-    plan: Int8Plan = plan_int8(model, runtime, calibration, calibration, target=target, progress=progress, log=log)
+    log(f"measuring which layers of {side.name.split('.int8-')[0]} keep float32 in int8 ({runtime}); once, "
+        f"saved to {side}")
+    plan: Int8Plan = plan_int8(model, runtime, calibration, calibration, target=target, progress=progress, log=log,
+                               options=key["int8"]["candidates"])
     out = {**plan.to_dict(), "key": key}
+    side.parent.mkdir(parents=True, exist_ok=True)
     tmp = side.with_name(side.name + ".tmp")
     tmp.write_text(json.dumps(out, indent=1))
     os.replace(tmp, side)
     return out
 
 
+def _version(package: str) -> str | None:
+    try:
+        return _metadata.version(package)
+    except _metadata.PackageNotFoundError:
+        return None
+
+
+def _quantized_path(plan: dict[str, Any], runtime: str, sidecar: Path) -> Path:
+    """Where the graph quantised by ``plan`` is kept: beside the plan, named by a hash of
+    the plan's key, its choices and the quantiser's versions (any change: a new file)."""
+    what = {"key": plan["key"], "keep_fp32": plan["keep_fp32"], "options": plan.get("options", {}),
+            "versions": {p: _version(p) for p in ("openvino", "nncf", "onnxruntime", "onnx", "torch")}}
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+    stem = sidecar.name[: -len(".json")]
+    return sidecar.with_name(f"{stem}-{digest}.{'xml' if runtime == 'openvino' else 'onnx'}")
+
+
+def _load_quantized(path: Path, runtime: str):
+    """The kept quantised graph at ``path`` (``None`` when absent or unreadable)."""
+    if not path.is_file():
+        return None
+    try:
+        if runtime == "openvino":
+            from .runtimes.openvino_backend import read_ir
+
+            return read_ir(path)
+        return path.read_bytes()
+    except Exception:  # noqa: BLE001 - a damaged cache file is re-made, never fatal
+        return None
+
+
+def _save_quantized(compiled: nn.Module, path: Path, runtime: str, log: Callable[[str], None]) -> None:
+    try:
+        if runtime == "openvino":
+            from .runtimes.openvino_backend import save_ir
+
+            save_ir(compiled.openvino_graph, path)
+        else:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(compiled.onnx_graph)
+            os.replace(tmp, path)
+    except OSError as e:  # a read-only cache only costs the next start the quantisation
+        log(f"could not keep the quantised graph at {path}: {e}")
+
+
 def deploy(model: nn.Module, choice: Choice, artifact: str | os.PathLike | None = None, progress: bool = True,
-           log: Callable[[str], None] | None = None) -> nn.Module:
-    """``model`` compiled for ``choice``; for int8, calibrated on the default calibration
-    set, with the measured float32 layers of :func:`int8_plan` when ``artifact`` (the file
-    ``model`` was loaded from) is given, else every layer quantised (plain post-training
-    quantisation). The returned model's ``details`` say which."""
+           log: Callable[[str], None] | None = None, calibration: list | None = None,
+           cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR, plan: bool = True) -> nn.Module:
+    """``model`` compiled for ``choice``. For int8: calibrated on ``calibration`` (default:
+    the model's default calibration set, read only when something must be quantised), with
+    the float32 layers and quantiser settings of its measured :func:`int8_plan` (``plan``
+    false: every layer quantised with the runtime's defaults, plain post-training
+    quantisation), and the quantised graph kept for the next start. The returned model's
+    ``details`` say which plan it ran and whether the quantised graph was reused.
+
+    Args:
+        model: the PyTorch model (dense or compressed).
+        choice: a concrete runtime and precision (:func:`hscc_mri.runtimes.resolve_choice`).
+        artifact: the file ``model`` was loaded from (``None``: a registry model).
+        calibration: the model's default calibration set when the caller has it already
+            (the kept plan and quantised graph are keyed on that set's recipe).
+        cache_dir: where a registry model's plan and quantised graph are kept.
+    """
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     if choice.precision != "int8":
         return compile_model(model, choice.runtime, choice.precision)
-    calibration = default_calibration_batches(model)
-    keep: list[str] = []
-    plan = None
-    if artifact is not None:
-        plan = int8_plan(model, choice.runtime, artifact, calibration=calibration, progress=progress, log=log)
-        keep = list(plan["keep_fp32"])
-    out = compile_model(model, choice.runtime, "int8", calibration=calibration, keep_fp32=keep)
-    out.details["plan"] = None if plan is None else {k: plan[k] for k in ("agreement", "mean_kl", "target", "met",
-                                                                         "keep_fp32", "check_images")}
+    if not plan:
+        calibration = calibration if calibration is not None else default_calibration_batches(model)
+        return compile_model(model, choice.runtime, "int8", calibration=calibration)
+    identity, model_name, sidecar = _identity_and_sidecar(model, choice.runtime, artifact, cache_dir)
+    found = _plan_at(model, choice.runtime, identity, model_name, sidecar, INT8_TARGET, calibration, progress, log)
+    kept = _quantized_path(found, choice.runtime, sidecar)
+    quantized = _load_quantized(kept, choice.runtime)
+    options = dict(found.get("options", {}))
+    if quantized is not None:
+        out = compile_model(model, choice.runtime, "int8", keep_fp32=found["keep_fp32"], int8_options=options,
+                            quantized=quantized)
+    else:
+        calibration = calibration if calibration is not None else default_calibration_batches(model)
+        out = compile_model(model, choice.runtime, "int8", calibration=calibration, keep_fp32=found["keep_fp32"],
+                            int8_options=options)
+        _save_quantized(out, kept, choice.runtime, log)
+    out.details["plan"] = {k: found.get(k) for k in ("agreement", "mean_kl", "target", "met", "keep_fp32", "options",
+                                                    "check_images")}
+    out.details["quantized_graph"] = {"file": kept.name, "reused": quantized is not None}
     return out

@@ -365,6 +365,7 @@ def bench_peers(
     threads: int = 2,
     calibration: Sequence[torch.Tensor] | None = None,
     keep_fp32: Mapping[str, Sequence[str]] | None = None,
+    int8_options: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
     evaluation: Mapping[str, Any] | None = None,
     progress: bool = True,
     evaluation_names: Mapping[str, str] | None = None,
@@ -393,6 +394,8 @@ def bench_peers(
             drawn once and only when an int8 choice is asked for.
         keep_fp32: model name -> layer groups left in float32 in int8, or -> ``{runtime:
             layer groups}`` (the int8 plans of :func:`hscc_mri.deploy.int8_plan` differ by runtime).
+        int8_options: model name -> ``{runtime: quantiser settings}`` for int8 (an int8
+            plan's ``options``; absent: the runtime's defaults).
         evaluation: the JSON of ``hscc-mri evaluate --data DIR --json FILE`` (a mapping
             with ``"rows"``), joined by :func:`join_evaluation`.
         progress: tqdm bars on stderr.
@@ -423,6 +426,7 @@ def bench_peers(
         raise ValueError(f"the models take different inputs (C, H, W): {shapes}")
     shape = shapes[names[0]]
     keep_fp32 = dict(keep_fp32 or {})
+    int8_options = dict(int8_options or {})
     unknown = set(keep_fp32) - set(names)
     if unknown:
         raise ValueError(f"keep_fp32 names models not benchmarked: {sorted(unknown)}")
@@ -456,7 +460,8 @@ def bench_peers(
                         c = compile_model(models[name], runtime, precision,
                                           calibration=calibration if precision == "int8" else None,
                                           keep_fp32=keep if precision == "int8" else (),
-                                          threads=threads)
+                                          threads=threads,
+                                          int8_options=int8_options.get(name, {}).get(runtime))
                     except RuntimeUnavailable as e:
                         skipped.append(SkippedChoice(name, runtime, precision, str(e)))
                     except Exception as e:  # noqa: BLE001 - when asked: one export failure must not end the run

@@ -21,7 +21,7 @@ from torch import nn
 
 from hscc_core import count_flops, count_params, load_metadata, optimize_for_inference
 from hscc_mri.cache import cache_path, compressed_model, load_report
-from hscc_mri.deploy import DEFAULT_PRECISION, deploy
+from hscc_mri.deploy import DEFAULT_PRECISION, default_calibration_batches, deploy
 from hscc_mri.recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL
 from hscc_mri.resolve import load_model, resolve_model
 from hscc_mri.runtimes import Choice, RuntimeUnavailable, cpu_summary, resolve_choice
@@ -109,8 +109,8 @@ def load_model_pair(model: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.val
         log: where one-line messages go (default stderr).
         runtime, precision: what both models run in (see :func:`hscc_mri.runtimes.resolve_choice`;
             ``auto``: the fastest known for this CPU at the product's default precision).
-            Int8 calibrates both on the default calibration set; the compressed model keeps
-            the layers its measured int8 plan names in float32.
+            Int8 calibrates both on the default calibration set, each keeping the layers
+            its measured int8 plan names in float32 (the dense reference's plan too).
 
     Raises:
         hscc_core.ArtifactError: a name/path that is neither a model nor an artifact.
@@ -148,8 +148,13 @@ def load_model_pair(model: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.val
     t2 = time.perf_counter()
     try:
         # Both models in the same runtime and precision, so the speed-up compares like with like.
-        fast_compressed = deploy(compressed, choice, artifact=artifact, progress=progress, log=log)
-        fast_original = deploy(original, choice, progress=progress, log=log)
+        # Int8: each model with its own measured plan; the calibration set is read once.
+        calibration = default_calibration_batches(original) if choice.precision == "int8" else None
+        fast_compressed = deploy(compressed, choice, artifact=artifact, progress=progress, log=log,
+                                 calibration=calibration, cache_dir=cache_dir)
+        reference_file = str(reference) if Path(str(reference)).is_file() else None
+        fast_original = deploy(original, choice, artifact=reference_file, progress=progress, log=log,
+                               calibration=calibration, cache_dir=cache_dir)
     except RuntimeUnavailable as e:
         if runtime != "auto" or precision != "auto":
             raise

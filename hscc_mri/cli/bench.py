@@ -33,9 +33,9 @@ Derived:
 Peer mode (--peers): the dense --model and every --vs model, each compiled in every
 --choices runtime:precision (default: every pair this machine can run), timed together
 round-robin (every variant once per round, the order reversed every other round) on the
-same fixed-seed input. int8 is calibrated on the dense model's default calibration set
-(the dense model: every layer quantised, as a user would; a compressed artifact: the
-layers its measured int8 plan names stay float32, hscc_mri/deploy.py); a choice this
+same fixed-seed input. int8 is calibrated on the dense model's default calibration set,
+each model with its measured int8 plan (the layers it names stay float32, under the
+quantiser settings it chose; hscc_mri/deploy.py); a choice this
 machine cannot run is listed as skipped with the reason. One row per
 model x choice:
   model                the model (registry name, or the artifact's file name without
@@ -182,17 +182,20 @@ def _bench_name(arg: str, taken: set[str]) -> str:
     return out
 
 
-def _add_int8_plans(keep: dict, models: dict, paths: dict, choices) -> None:
-    """A compressed artifact without ``--keep-fp32`` runs int8 as the product does: with
-    its measured int8 plan per runtime (:func:`hscc_mri.deploy.int8_plan`; the dense
-    model gets plain post-training quantisation, as a user would)."""
+def _add_int8_plans(keep: dict, options: dict, models: dict, paths: dict, choices) -> None:
+    """A model without ``--keep-fp32`` runs int8 as the product does: with its measured
+    int8 plan per runtime (:func:`hscc_mri.deploy.int8_plan`: the float32 layers and the
+    quantiser settings), a compressed artifact's kept beside it and a registry model's
+    (the dense reference) in the cache folder."""
     from ..deploy import int8_plan
 
     runtimes = sorted({r for r, p in choices if p == "int8" and r != "torch"})
-    for name, path in paths.items():
-        if name in keep or not runtimes:
+    for name, model in models.items():
+        if name in keep or not runtimes or getattr(model, "spec", None) is None and name not in paths:
             continue
-        keep[name] = {r: list(int8_plan(models[name], r, path)["keep_fp32"]) for r in runtimes}
+        plans = {r: int8_plan(model, r, paths.get(name)) for r in runtimes}
+        keep[name] = {r: list(plan["keep_fp32"]) for r, plan in plans.items()}
+        options[name] = {r: dict(plan.get("options", {})) for r, plan in plans.items()}
 
 
 def _run_peers(args: argparse.Namespace) -> int:
@@ -231,12 +234,13 @@ def _run_peers(args: argparse.Namespace) -> int:
     for name, layers in args.keep_fp32:
         keep.setdefault(name, []).extend(g for g in layers.split(",") if g)
     choices = args.choices or available()
-    _add_int8_plans(keep, models, paths, choices)
+    options: dict = {}
+    _add_int8_plans(keep, options, models, paths, choices)
     try:
         result = bench_peers(models, choices, batch_sizes=args.batch_sizes,
                              runs=20 if args.runs is None else args.runs,
                              warmup=3 if args.warmup is None else args.warmup, threads=args.threads,
-                             keep_fp32=keep, evaluation=evaluation, evaluation_names=dict(args.evaluation_name),
+                             keep_fp32=keep, int8_options=options, evaluation=evaluation, evaluation_names=dict(args.evaluation_name),
                              skip_failures=True, evaluation_file=args.evaluation)
     except ValueError as e:
         raise CliError(str(e)) from e

@@ -153,18 +153,25 @@ def _parse_runtimes(items: list[str]):
     return choices
 
 
-def _add_runtime_rows(reference, candidates: dict, sources: dict, files: dict, choices, taken: set[str]) -> None:
-    """One more row per (model, runtime choice): the reference and each candidate compiled."""
-    from ..deploy import deploy
+def _add_runtime_rows(reference, candidates: dict, sources: dict, files: dict, choices, taken: set[str],
+                      reference_file: str | None = None, cache_dir: str = "artifacts") -> None:
+    """One more row per (model, runtime choice): the reference and each candidate compiled
+    (int8: each with its measured plan, kept beside its file, or for a registry
+    reference in ``cache_dir``)."""
+    from ..deploy import default_calibration_batches, deploy
     from ..runtimes import RuntimeUnavailable
 
-    base = [("uncompressed", reference, None)] + [(n, m, files.get(n, (None,))[0]) for n, m in candidates.items()]
+    base = [("uncompressed", reference, reference_file)] + [(n, m, files.get(n, (None,))[0])
+                                                            for n, m in candidates.items()]
+    # Every model here shares the reference's input contract, so one read of the default
+    # calibration set serves every int8 compile (and each plan measured anew).
+    calibration = default_calibration_batches(reference) if any(c.precision == "int8" for c in choices) else None
     for choice in choices:
         if (choice.runtime, choice.precision) == ("torch", "fp32"):
             continue  # the rows above already are
         for name, model, artifact in base:
             try:
-                compiled = deploy(model, choice, artifact=artifact)
+                compiled = deploy(model, choice, artifact=artifact, calibration=calibration, cache_dir=cache_dir)
             except (RuntimeUnavailable, ValueError) as e:
                 raise CliError(f"--runtimes {choice.runtime}:{choice.precision} for {name}: {e}") from e
             row = _unique(f"{name} [{choice.runtime} {choice.precision}]", taken)
@@ -236,7 +243,8 @@ def _cmd_evaluate_data(args: argparse.Namespace) -> int:
         sources[name] = {"kind": "artifact", "artifact": path.name, "artifact_sha256": sha,
                          "report": {k: v for k, v in report.items() if k != "layers"}}
         files[name] = (path, sha)
-    _add_runtime_rows(reference, candidates, sources, files, choices, taken)
+    _add_runtime_rows(reference, candidates, sources, files, choices, taken,
+                      reference_file=args.model if Path(args.model).is_file() else None, cache_dir=args.cache_dir)
     try:
         result = evaluate_models(reference, candidates, test_set, n_bootstrap=args.bootstrap, seed=args.seed,
                                  progress=True, batch_size=args.batch_size)

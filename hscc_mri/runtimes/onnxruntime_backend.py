@@ -74,7 +74,7 @@ def _quantized_bytes(model: nn.Module, fp32_bytes: bytes, calibration: Sequence[
 
 def compile_onnxruntime(model: nn.Module, precision: str, calibration: Sequence[torch.Tensor] | None = None,
                         keep_fp32: Sequence[str] = (), threads: int | None = None,
-                        reduce_range: bool | None = None) -> CompiledModel:
+                        reduce_range: bool | None = None, quantized: bytes | None = None) -> CompiledModel:
     """``model`` exported to ONNX and run by ONNX Runtime in ``precision``.
 
     Args:
@@ -84,6 +84,8 @@ def compile_onnxruntime(model: nn.Module, precision: str, calibration: Sequence[
         keep_fp32: layer groups (:func:`~hscc_mri.runtimes.export.layer_groups`) left in fp32.
         threads: intra-op threads (default: ``torch.get_num_threads()``).
         reduce_range: 7-bit weights (default: :data:`REDUCE_RANGE`).
+        quantized: int8 QDQ ONNX bytes made before (by this function: the result's
+            ``onnx_graph``) to run instead of quantising again.
 
     Raises:
         RuntimeUnavailable: onnxruntime is not installed, or ``bf16`` (no CPU kernels).
@@ -99,7 +101,11 @@ def compile_onnxruntime(model: nn.Module, precision: str, calibration: Sequence[
     threads = threads or torch.get_num_threads()
     data = onnx_bytes(model)
     details: dict[str, Any] = {}
-    if precision == "int8":
+    if precision == "int8" and quantized is not None:
+        data = quantized
+        details = {"method": "onnxruntime static QDQ (kept from an earlier quantisation)", "per_channel": True,
+                   "fp32_layers": list(keep_fp32)}
+    elif precision == "int8":
         if not calibration:
             raise ValueError("int8 needs calibration batches")
         data, details = _quantized_bytes(model, data, [b.float().numpy() for b in calibration], keep_fp32,
@@ -112,4 +118,6 @@ def compile_onnxruntime(model: nn.Module, precision: str, calibration: Sequence[
     def run(x: np.ndarray) -> np.ndarray:
         return session.run([output], {INPUT_NAME: x})[0]
 
-    return CompiledModel(run, model, "onnxruntime", precision, {**details, "threads": threads})
+    out = CompiledModel(run, model, "onnxruntime", precision, {**details, "threads": threads})
+    out.onnx_graph = data  # for keeping a quantised graph
+    return out

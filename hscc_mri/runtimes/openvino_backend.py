@@ -14,7 +14,7 @@ from .base import CompiledModel, RuntimeUnavailable
 from .cpu import cpu_summary, has_native_bf16, has_vnni
 from .export import never_quantised, onnx_bytes, scope_prefix
 
-__all__ = ["compile_openvino", "openvino_model", "quantize_openvino"]
+__all__ = ["compile_openvino", "openvino_model", "quantize_openvino", "read_ir", "save_ir"]
 
 
 def _core():
@@ -36,6 +36,27 @@ def openvino_model(model: nn.Module):
     """``model`` as an (uncompiled) ``openvino.Model``, read from its ONNX export."""
     _, core = _core()
     return core.read_model(onnx_bytes(model), b"")
+
+
+def save_ir(graph, path) -> None:
+    """Write the ``openvino.Model`` ``graph`` as IR at ``path`` (``.xml`` and its ``.bin``),
+    unchanged (no fp16 weight compression), replacing any earlier pair atomically enough
+    for a cache: the ``.bin`` is written first under a temporary name."""
+    import os
+    from pathlib import Path
+
+    ov, _ = _core()
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.xml")
+    ov.save_model(graph, str(tmp), compress_to_fp16=False)
+    os.replace(tmp.with_suffix(".bin"), path.with_suffix(".bin"))
+    os.replace(tmp, path)
+
+
+def read_ir(path):
+    """The ``openvino.Model`` kept at ``path`` by :func:`save_ir`."""
+    _, core = _core()
+    return core.read_model(str(path))
 
 
 def _scope_patterns(groups: Sequence[str]) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -99,7 +99,8 @@ def resolve_choice(runtime: str = "auto", precision: str = "auto", default_preci
 
 def compile_model(model: nn.Module, runtime: str = "torch", precision: str = "fp32",
                   calibration: Sequence[torch.Tensor] | None = None, keep_fp32: Sequence[str] = (),
-                  threads: int | None = None) -> nn.Module:
+                  threads: int | None = None, int8_options: Mapping[str, Any] | None = None,
+                  quantized: Any = None) -> nn.Module:
     """``model`` ready to run in ``runtime`` at ``precision``: called like the PyTorch model
     (a batch tensor in, logits out) and carrying its ``spec``, ``runtime``, ``precision``,
     ``label`` and ``details``.
@@ -111,17 +112,29 @@ def compile_model(model: nn.Module, runtime: str = "torch", precision: str = "fp
         calibration: input batches for int8 (activation ranges).
         keep_fp32: layer groups left unquantised in int8.
         threads: runtime threads (default: ``torch.get_num_threads()``).
+        int8_options: quantiser settings for int8, keyword arguments of the runtime's
+            compile (OpenVINO: ``overflow_fix``; ONNX Runtime: ``reduce_range``); an int8
+            plan's ``options`` (:class:`~hscc_mri.runtimes.quantize.Int8Plan`).
+        quantized: for int8, a graph quantised before (an ``openvino.Model`` read from
+            IR, or ONNX QDQ bytes) to compile instead of quantising again (no calibration
+            needed); the result's ``openvino_graph`` / ``onnx_graph`` is what to keep.
 
     Raises:
         RuntimeUnavailable: the runtime or precision cannot run here (message says why).
+        ValueError: an option the runtime does not have.
     """
+    opts = dict(int8_options or {}) if precision == "int8" else {}
+    allowed = {"torch": set(), "onnxruntime": {"reduce_range"}, "openvino": {"overflow_fix"}}.get(runtime, set())
+    if set(opts) - allowed:
+        raise ValueError(f"{runtime} int8 has no option(s) {sorted(set(opts) - allowed)}; it has: "
+                         f"{', '.join(sorted(allowed)) or 'none'}")
     if runtime == "torch":
         from .torch_backend import compile_torch
         return compile_torch(model, precision)
     if runtime == "onnxruntime":
         from .onnxruntime_backend import compile_onnxruntime
-        return compile_onnxruntime(model, precision, calibration, keep_fp32, threads)
+        return compile_onnxruntime(model, precision, calibration, keep_fp32, threads, quantized=quantized, **opts)
     if runtime == "openvino":
         from .openvino_backend import compile_openvino
-        return compile_openvino(model, precision, calibration, keep_fp32, threads)
+        return compile_openvino(model, precision, calibration, keep_fp32, threads, quantized=quantized, **opts)
     raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")

@@ -367,7 +367,7 @@ def test_int8_plan_is_measured_once_kept_beside_the_artifact_and_found_when_ship
     side = deploy.plan_path(path, "openvino")
     assert side.is_file() and any("measuring" in m for m in messages)
     assert first["key"]["weights_sha256"] == deploy.weights_identity(path)
-    assert first["key"]["int8"]["vnni"] == has_vnni() and "overflow_fix" in first["key"]["int8"]
+    assert first["key"]["int8"]["vnni"] == has_vnni() and "candidates" in first["key"]["int8"]
     messages.clear()
     assert deploy.int8_plan(compressed, "openvino", path, calibration=calibration, log=messages.append) == first
     assert not messages  # loaded, not measured
@@ -383,3 +383,69 @@ def test_int8_plan_is_measured_once_kept_beside_the_artifact_and_found_when_ship
     hscc_core.save(changed, path, base=SPEC.name, model_spec=SPEC.to_dict())
     deploy.int8_plan(changed, "openvino", path, calibration=calibration, progress=False, log=messages.append)
     assert any("measuring" in m for m in messages) and side.is_file()
+
+
+def test_int8_plan_chooses_among_quantiser_settings_and_reports_each(phantoms):
+    """Several candidate settings: each is measured (every layer int8, then the search on
+    the shared ranking), the plan names the chosen one, and compiling with it reproduces
+    the plan's agreement on the check images."""
+    from hscc_core import fidelity
+
+    mini = _seeded(Mini)
+    calib, check = [phantoms[:8]], [phantoms[24:32]]
+    candidates = [{"overflow_fix": "first_layer"}, {"overflow_fix": "enable"}]
+    plan = plan_int8(mini, "openvino", calib, check, target=0.99, progress=False, log=lambda _m: None,
+                     options=candidates)
+    assert [c["options"] for c in plan.candidates] == candidates
+    assert plan.options in candidates
+    chosen = next(c for c in plan.candidates if c["options"] == plan.options)
+    assert chosen["keep_fp32"] == plan.keep_fp32 and chosen["agreement"] == plan.agreement
+    met = [c for c in plan.candidates if c["agreement"] >= 0.99]
+    if met:  # the fewest float32 layers among those that met the target
+        assert len(plan.keep_fp32) == min(len(c["keep_fp32"]) for c in met)
+    quant = compile_model(mini, "openvino", "int8", calibration=calib, keep_fp32=plan.keep_fp32,
+                          int8_options=plan.options)
+    assert quant.details["overflow_fix"] == plan.options["overflow_fix"]
+    with torch.inference_mode():
+        ref = torch.softmax(mini(check[0]), 1).double().numpy()
+        got = torch.softmax(quant(check[0]), 1).double().numpy()
+    assert fidelity(ref, got)["agreement"] == pytest.approx(plan.agreement)
+    json.dumps(plan.to_dict())
+
+
+def test_compile_model_refuses_an_int8_option_the_runtime_lacks(calibration):
+    mini = _seeded(Mini)
+    with pytest.raises(ValueError, match="reduce_range"):
+        compile_model(mini, "openvino", "int8", calibration=calibration, int8_options={"reduce_range": True})
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_deploy_plans_a_registry_model_and_keeps_its_quantised_graph(runtime, calibration, inputs, tmp_path):
+    """A model without an artifact (the dense reference) gets its own plan, kept in the
+    cache folder under its weights' identity; the quantised graph is kept beside it and
+    the next deploy compiles it without quantising (same logits); other weights, other files."""
+    from hscc_mri import deploy
+    from hscc_mri.runtimes import Choice
+
+    mini = _seeded(Mini)
+    messages: list[str] = []
+    first = deploy.deploy(mini, Choice(runtime, "int8"), calibration=calibration, cache_dir=tmp_path,
+                          progress=False, log=messages.append)
+    identity = deploy.module_identity(mini)
+    side = tmp_path / f"{SPEC.name}-{identity[:10]}.int8-{runtime}.json"
+    assert side.is_file() and any("measuring" in m for m in messages)
+    assert first.details["plan"]["keep_fp32"] == json.loads(side.read_text())["keep_fp32"]
+    assert first.details["quantized_graph"]["reused"] is False
+    kept = tmp_path / first.details["quantized_graph"]["file"]
+    assert kept.is_file() and (runtime != "openvino" or kept.with_suffix(".bin").is_file())
+    messages.clear()
+    again = deploy.deploy(mini, Choice(runtime, "int8"), cache_dir=tmp_path, progress=False, log=messages.append)
+    assert not messages and again.details["quantized_graph"]["reused"] is True  # no calibration read, no plan
+    torch.testing.assert_close(_logits(again, inputs), _logits(first, inputs), rtol=0, atol=1e-5)
+    other = copy.deepcopy(mini)
+    with torch.no_grad():
+        next(other.parameters()).mul_(1.5)
+    assert deploy.module_identity(other) != identity
+    third = deploy.deploy(other, Choice(runtime, "int8"), calibration=calibration, cache_dir=tmp_path,
+                          progress=False, log=messages.append)
+    assert third.details["quantized_graph"]["reused"] is False and any("measuring" in m for m in messages)
