@@ -5,13 +5,14 @@ and the int8 plan (``hscc_mri/deploy.py``: ``DEFAULT_PRECISION``, ``INT8_TARGET`
 For the uncompressed model and each compressed artifact, in each choice: accuracy,
 top-1 agreement with the uncompressed model in PyTorch fp32, agreement with the same
 model in PyTorch fp32 (what the runtime/precision alone costs), mean KL, and the
-seconds the compile (and for int8 the calibration and plan) took. An artifact's int8
+seconds the compile (and for int8 the calibration and plan) took. Every model's int8
 runs with its measured plan (``hscc_mri.deploy.int8_plan``, computed once and kept as
-``<artifact>.int8-<runtime>.json``); ``--plain-int8`` adds every-layer int8 rows.
+``<artifact>.int8-<runtime>.json``, or for the dense registry model in ``artifacts/``);
+``--plain-int8`` adds every-layer int8 rows (the runtime's default settings).
 
     python scripts/runtime_validation.py --data ../shared/data/brain-mri \\
         --artifacts artifacts/vgg16-brain-mri-hscc-6x-537fdf6c32.safetensors \\
-        --choices openvino:fp32 openvino:int8 onnxruntime:int8 --json reports/real/runtime_validation.json
+        --choices openvino:fp32 openvino:int8 --plain-int8 --json reports/real/runtime_validation.json
 """
 from __future__ import annotations
 
@@ -32,9 +33,7 @@ from choose_preprocessing import probabilities, validation_subset  # noqa: E402
 from hscc_core import fidelity  # noqa: E402
 from hscc_mri.deploy import deploy  # noqa: E402
 from hscc_mri.resolve import resolve_model  # noqa: E402
-from hscc_mri.runtimes import Choice, compile_model, cpu_summary  # noqa: E402
-from hscc_mri.calibration import calibration_set  # noqa: E402
-from hscc_mri.recipes import default_recipe  # noqa: E402
+from hscc_mri.runtimes import Choice, cpu_summary  # noqa: E402
 from preprocessing import load_scan, scan_to_model_input  # noqa: E402
 
 
@@ -79,9 +78,9 @@ def main() -> int:
             compiled = deploy(model, Choice(runtime, precision), artifact=artifact)
             probs = probabilities(compiled, xs)
             add(name, item, probs, own, time.perf_counter() - t0, compiled.details.get("plan"))
-            if precision == "int8" and artifact is not None and args.plain_int8:
+            if precision == "int8" and args.plain_int8:
                 t0 = time.perf_counter()
-                plain = compile_model(model, runtime, "int8", calibration=calibration_set(spec, default_recipe(spec.name)))
+                plain = deploy(model, Choice(runtime, precision), plan=False)
                 add(name, item + " (every layer)", probabilities(plain, xs), own, time.perf_counter() - t0)
     if args.json:
         out = {"cpu": cpu_summary(), "validation_scans": len(xs), "threads": args.threads, "rows": rows}
