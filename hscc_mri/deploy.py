@@ -71,10 +71,15 @@ def weights_identity(artifact: str | os.PathLike) -> str:
                                        sort_keys=True).encode())
     with safe_open(str(artifact), framework="pt") as f:
         for name in sorted(f.keys()):
-            t = f.get_tensor(name).contiguous()
-            digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-            digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            _add_tensor(digest, name, f.get_tensor(name))
     return digest.hexdigest()
+
+
+def _add_tensor(digest: Any, name: str, tensor: torch.Tensor) -> None:
+    """Feed one named tensor (name, dtype, shape, bytes) into ``digest``."""
+    t = tensor.detach().cpu().contiguous()
+    digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+    digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
 
 
 def module_identity(model: nn.Module) -> str:
@@ -85,9 +90,7 @@ def module_identity(model: nn.Module) -> str:
     digest = hashlib.sha256(json.dumps({"model": getattr(spec, "name", None), "class": type(model).__qualname__},
                                        sort_keys=True).encode())
     for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        _add_tensor(digest, name, t)
     return digest.hexdigest()
 
 
