@@ -18,29 +18,29 @@ import os
 import sys
 from importlib import metadata as _metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from .recipes import default_recipe
-from .runtimes import Choice, compile_model
+from .runtimes import Choice, available, compile_model, resolve_choice
 from .runtimes.quantize import Int8Plan, plan_int8
 
-__all__ = ["DEFAULT_PRECISION", "INT8_TARGET", "SHIPPED_PLANS", "default_calibration_batches", "deploy", "int8_plan",
-           "module_identity", "plan_path", "weights_identity"]
+__all__ = ["DEFAULT_PRECISION", "INT8_TARGET", "SHIPPED_PLANS", "choose_runtime", "default_calibration_batches",
+           "deploy", "find_int8_plan", "int8_plan", "module_identity", "plan_path", "weights_identity"]
 
 # Deployment defaults live here, not in hscc_mri/recipes.py: that module's bytes are part
 # of the compressed-model cache key, and how a model is run must not rebuild it.
 
-#: What ``--precision auto`` and the app run both models in, where the runtime can:
-#: fp32. Every-layer int8 of the dense reference agreed with its fp32 self on only 0.88 of
-#: the validation scans; with its plan it agrees on 0.995 (README, "Deployable speed"),
-#: but int8 as the default still needs ``auto`` to fall back where a model has no plan
-#: for this CPU kind (a VNNI CPU would measure about an hour of plans at the first start)
-#: and a first start that pays NNCF for both models within the cold-start budget.
-#: bf16 is taken where native instead.
-DEFAULT_PRECISION = "fp32"
+#: What ``--precision auto`` and the app run the models in: int8 where every model has a
+#: measured int8 plan for this CPU kind at hand (kept or shipped; nothing is measured at
+#: start), so each keeps the layers that quantise badly in float32. With their plans the
+#: dense reference agrees with its fp32 self on 0.995 of the validation scans and the
+#: compressed model keeps its fp32 agreement with the dense one (README, "Deployable
+#: speed"). Where a plan is missing (e.g. a CPU with VNNI, whose plans are not shipped):
+#: bf16 where native, else fp32 (:func:`choose_runtime`).
+DEFAULT_PRECISION = "int8"
 #: Top-1 agreement of an int8 model with its float32 self that the int8 plan must reach
 #: on the calibration images (layers that quantise badly stay float32 until it does).
 INT8_TARGET = 0.99
@@ -188,10 +188,8 @@ def int8_plan(model: nn.Module, runtime: str, artifact: str | os.PathLike | None
     return _plan_at(model, runtime, identity, model_name, side, target, calibration, progress, log)
 
 
-def _plan_at(model: nn.Module, runtime: str, identity: str, model_name: str, side: Path, target: float,
-             calibration: list | None, progress: bool, log: Callable[[str], None] | None) -> dict[str, Any]:
-    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    key = _plan_key(identity, model_name, runtime, target)
+def _saved_plan(key: dict[str, Any], identity: str, runtime: str, side: Path) -> dict[str, Any] | None:
+    """The plan kept at ``side`` or shipped for ``identity`` whose key is ``key``, else ``None``."""
     shipped = SHIPPED_PLANS / f"{identity[:16]}-{runtime}.json"
     for candidate in (side, shipped):
         if candidate.is_file():
@@ -201,7 +199,67 @@ def _plan_at(model: nn.Module, runtime: str, identity: str, model_name: str, sid
                 continue
             if saved.get("key") == key:
                 return saved
-    calibration = calibration if calibration is not None else default_calibration_batches(model)
+    return None
+
+
+def find_int8_plan(model: nn.Module, runtime: str, artifact: str | os.PathLike | None = None,
+                   cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR) -> dict[str, Any] | None:
+    """The int8 plan of ``model`` for ``runtime`` on this CPU kind if one is at hand (kept
+    beside its artifact or in ``cache_dir``, or shipped), else ``None``; never measures one.
+    Arguments as for :func:`int8_plan`."""
+    identity, model_name, side = _identity_and_sidecar(model, runtime, artifact, cache_dir)
+    return _saved_plan(_plan_key(identity, model_name, runtime, INT8_TARGET), identity, runtime, side)
+
+
+def choose_runtime(runtime: str, precision: str, models: Sequence[tuple[nn.Module, str | os.PathLike | None]],
+                   cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR) -> Choice:
+    """The runtime and precision to run ``models`` in (all in the same one).
+
+    ``precision="auto"`` is :data:`DEFAULT_PRECISION` (int8) when the runtime can run it and
+    every model has a measured int8 plan for this CPU kind at hand (:func:`find_int8_plan`),
+    so a start never spends minutes measuring plans; else what
+    :func:`hscc_mri.runtimes.resolve_choice` picks (bf16 where native, else fp32), with why
+    int8 was not taken in the reason. An explicit precision is taken as asked (int8 then
+    measures a missing plan once).
+
+    Args:
+        runtime, precision: as for :func:`hscc_mri.runtimes.resolve_choice`.
+        models: ``(model, artifact file or None)`` for each model to run.
+        cache_dir: where registry models' plans are kept.
+
+    Raises:
+        RuntimeUnavailable, ValueError: as :func:`hscc_mri.runtimes.resolve_choice`.
+    """
+    if precision != "auto":
+        return resolve_choice(runtime, precision)
+    concrete = resolve_choice(runtime, "fp32").runtime
+    if (concrete, "int8") not in available():
+        return resolve_choice(runtime, "auto")
+    missing = []
+    for model, artifact in models:
+        if find_int8_plan(model, concrete, artifact, cache_dir) is None:
+            spec = getattr(model, "spec", None)
+            missing.append(Path(artifact).name if artifact is not None else getattr(spec, "name", type(model).__name__))
+    if not missing:
+        chosen = resolve_choice(runtime, "int8")
+        why = "; ".join(r for r in (chosen.reason, "int8: each model with its measured plan (its worst layers in fp32)")
+                        if r)
+        return Choice(chosen.runtime, "int8", why)
+    chosen = resolve_choice(runtime, "auto")
+    return Choice(chosen.runtime, chosen.precision,
+                  f"{chosen.reason}; not int8: no measured int8 plan on this CPU kind for {', '.join(missing)} "
+                  f"(--precision int8 measures it once)")
+
+
+def _plan_at(model: nn.Module, runtime: str, identity: str, model_name: str, side: Path, target: float,
+             calibration: list | Callable[[], list] | None, progress: bool,
+             log: Callable[[str], None] | None) -> dict[str, Any]:
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    key = _plan_key(identity, model_name, runtime, target)
+    saved = _saved_plan(key, identity, runtime, side)
+    if saved is not None:
+        return saved
+    calibration = _calibration(calibration, model)
     log(f"measuring which layers of {side.name.split('.int8-')[0]} keep float32 in int8 ({runtime}); once, "
         f"saved to {side}")
     plan: Int8Plan = plan_int8(model, runtime, calibration, calibration, target=target, progress=progress, log=log,
@@ -259,8 +317,15 @@ def _save_quantized(compiled: nn.Module, path: Path, runtime: str, log: Callable
         log(f"could not keep the quantised graph at {path}: {e}")
 
 
+def _calibration(calibration: list | Callable[[], list] | None, model: nn.Module) -> list:
+    """The calibration batches: as given, by calling the given function, or the default set."""
+    if calibration is None:
+        return default_calibration_batches(model)
+    return calibration() if callable(calibration) else calibration
+
+
 def deploy(model: nn.Module, choice: Choice, artifact: str | os.PathLike | None = None, progress: bool = True,
-           log: Callable[[str], None] | None = None, calibration: list | None = None,
+           log: Callable[[str], None] | None = None, calibration: list | Callable[[], list] | None = None,
            cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR, plan: bool = True) -> nn.Module:
     """``model`` compiled for ``choice``. For int8: calibrated on ``calibration`` (default:
     the model's default calibration set, read only when something must be quantised), with
@@ -273,16 +338,17 @@ def deploy(model: nn.Module, choice: Choice, artifact: str | os.PathLike | None 
         model: the PyTorch model (dense or compressed).
         choice: a concrete runtime and precision (:func:`hscc_mri.runtimes.resolve_choice`).
         artifact: the file ``model`` was loaded from (``None``: a registry model).
-        calibration: the model's default calibration set when the caller has it already
-            (the kept plan and quantised graph are keyed on that set's recipe).
+        calibration: the model's default calibration set when the caller has it already, or
+            a function returning it (called only if something must be quantised, so one
+            read can serve several models); the kept plan and quantised graph are keyed on
+            that set's recipe.
         cache_dir: where a registry model's plan and quantised graph are kept.
     """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     if choice.precision != "int8":
         return compile_model(model, choice.runtime, choice.precision)
     if not plan:
-        calibration = calibration if calibration is not None else default_calibration_batches(model)
-        return compile_model(model, choice.runtime, "int8", calibration=calibration)
+        return compile_model(model, choice.runtime, "int8", calibration=_calibration(calibration, model))
     identity, model_name, sidecar = _identity_and_sidecar(model, choice.runtime, artifact, cache_dir)
     found = _plan_at(model, choice.runtime, identity, model_name, sidecar, INT8_TARGET, calibration, progress, log)
     kept = _quantized_path(found, choice.runtime, sidecar)
@@ -292,8 +358,8 @@ def deploy(model: nn.Module, choice: Choice, artifact: str | os.PathLike | None 
         out = compile_model(model, choice.runtime, "int8", keep_fp32=found["keep_fp32"], int8_options=options,
                             quantized=quantized)
     else:
-        calibration = calibration if calibration is not None else default_calibration_batches(model)
-        out = compile_model(model, choice.runtime, "int8", calibration=calibration, keep_fp32=found["keep_fp32"],
+        out = compile_model(model, choice.runtime, "int8", calibration=_calibration(calibration, model),
+                            keep_fp32=found["keep_fp32"],
                             int8_options=options)
         _save_quantized(out, kept, choice.runtime, log)
     out.details["plan"] = {k: found.get(k) for k in ("agreement", "mean_kl", "target", "met", "keep_fp32", "options",

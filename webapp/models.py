@@ -9,6 +9,7 @@ compressed through the cache like a registry model.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -19,9 +20,9 @@ from typing import Any, Callable
 
 from torch import nn
 
-from hscc_core import count_flops, count_params, load_metadata, optimize_for_inference
+from hscc_core import count_flops, count_params, load_metadata
 from hscc_mri.cache import cache_path, compressed_model, load_report
-from hscc_mri.deploy import DEFAULT_PRECISION, default_calibration_batches, deploy
+from hscc_mri.deploy import choose_runtime, default_calibration_batches, deploy
 from hscc_mri.recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL
 from hscc_mri.resolve import load_model, resolve_model
 from hscc_mri.runtimes import Choice, RuntimeUnavailable, cpu_summary, resolve_choice
@@ -107,7 +108,7 @@ def load_model_pair(model: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.val
             against (default: ``model`` itself, or the base of a compressed artifact).
         progress: progress bars and messages on stderr.
         log: where one-line messages go (default stderr).
-        runtime, precision: what both models run in (see :func:`hscc_mri.runtimes.resolve_choice`;
+        runtime, precision: what both models run in (see :func:`hscc_mri.deploy.choose_runtime`;
             ``auto``: the fastest known for this CPU at the product's default precision).
             Int8 calibrates both on the default calibration set, each keeping the layers
             its measured int8 plan names in float32 (the dense reference's plan too).
@@ -144,29 +145,46 @@ def load_model_pair(model: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.val
             original.spec.channels != compressed.spec.channels:
         raise ValueError(f"reference {reference!r} and the compressed model differ in classes or input")
     report = _fill_counts(report, original, compressed)
-    choice = resolve_choice(runtime, precision, DEFAULT_PRECISION)
+    reference_file = str(reference) if Path(str(reference)).is_file() else None
+    # Both models in the same runtime and precision, so the speed-up compares like with like
+    # (auto: int8 only when both have a measured plan for this CPU kind at hand).
+    choice = choose_runtime(runtime, precision, [(compressed, artifact), (original, reference_file)], cache_dir)
     t2 = time.perf_counter()
-    try:
-        # Both models in the same runtime and precision, so the speed-up compares like with like.
-        # Int8: each model with its own measured plan; the calibration set is read once.
-        calibration = default_calibration_batches(original) if choice.precision == "int8" else None
-        fast_compressed = deploy(compressed, choice, artifact=artifact, progress=progress, log=log,
-                                 calibration=calibration, cache_dir=cache_dir)
-        reference_file = str(reference) if Path(str(reference)).is_file() else None
-        fast_original = deploy(original, choice, artifact=reference_file, progress=progress, log=log,
-                               calibration=calibration, cache_dir=cache_dir)
-    except RuntimeUnavailable as e:
-        if runtime != "auto" or precision != "auto":
-            raise
-        log(f"{choice.label} failed here ({e}); running both models in PyTorch FP32")
-        choice = Choice("torch", "fp32", f"fallback: {e}")
-        fast_compressed, fast_original = optimize_for_inference(compressed), optimize_for_inference(original)
+    # Int8: each model with its own measured plan; the calibration set is read only if a
+    # quantised graph is not kept yet, and then once for both.
+    calibration = functools.cache(lambda: default_calibration_batches(original))
+    while True:
+        try:
+            fast_compressed = deploy(compressed, choice, artifact=artifact, progress=progress, log=log,
+                                     calibration=calibration, cache_dir=cache_dir)
+            fast_original = deploy(original, choice, artifact=reference_file, progress=progress, log=log,
+                                   calibration=calibration, cache_dir=cache_dir)
+            break
+        except Exception as e:  # noqa: BLE001 - an automatic choice that fails here falls back, an asked one raises
+            fallback = _fallback(choice, runtime, precision, e)
+            if fallback is None:
+                raise
+            log(f"{choice.label} failed here ({type(e).__name__}: {e}); running both models in {fallback.label}")
+            choice = fallback
     seconds["runtime_compile"] = time.perf_counter() - t2
     log(f"both models run in {choice.label} ({choice.reason or 'as asked'}; CPU: {cpu_summary()}), "
         f"compiled in {seconds['runtime_compile']:.1f} s")
     return ModelPair(original=fast_original, compressed=fast_compressed,
                      report=report, name=_method_name(report, method), reference_name=Path(str(reference)).name,
                      seconds=seconds, evaluation=load_evaluation(artifact), runtime=choice)
+
+
+def _fallback(choice: Choice, runtime: str, precision: str, error: Exception) -> Choice | None:
+    """What to run instead when the automatic ``choice`` failed to compile: int8 chosen by
+    ``auto`` falls back to the runtime's float choice (any error: a start must not end on a
+    quantiser failure), an automatic runtime that is unavailable to PyTorch fp32; an
+    explicitly asked choice has none (``None``)."""
+    if precision == "auto" and choice.precision == "int8":
+        chosen = resolve_choice(choice.runtime, "auto")
+        return Choice(chosen.runtime, chosen.precision, f"fallback: int8 failed ({type(error).__name__})")
+    if runtime == "auto" and precision == "auto" and isinstance(error, RuntimeUnavailable) and choice.runtime != "torch":
+        return Choice("torch", "fp32", f"fallback: {error}")
+    return None
 
 
 def _mtime(path: Path) -> int | None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..deploy import DEFAULT_PRECISION
 from ..recipes import DEFAULT_MODEL
-from ._common import CliError, add_runtime_arguments, resolve_runtime, set_threads
+from ._common import CliError, add_runtime_arguments, set_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,18 +37,18 @@ def run(args: argparse.Namespace) -> int:
     from hscc_core import ArtifactError
     from models import DISPLAY_NAMES
 
-    from ..deploy import deploy
+    from ..deploy import choose_runtime, deploy
     from ..inference import predict_file
     from ..resolve import resolve_model
     from ..runtimes import RuntimeUnavailable
 
     set_threads(args.threads)
-    choice = resolve_runtime(args, DEFAULT_PRECISION)
     try:
         source = resolve_model(args.model)
         artifact = args.model if Path(args.model).is_file() else None
+        choice = choose_runtime(args.runtime, args.precision, [(source, artifact)])
         model = deploy(source, choice, artifact=artifact)
-    except (ArtifactError, RuntimeUnavailable) as e:
+    except (ArtifactError, RuntimeUnavailable, ValueError) as e:
         raise CliError(str(e)) from e
     print(f"running {args.model} in {model.label}" + (f" ({choice.reason})" if choice.reason else ""),
           file=sys.stderr, flush=True)

@@ -449,3 +449,42 @@ def test_deploy_plans_a_registry_model_and_keeps_its_quantised_graph(runtime, ca
     third = deploy.deploy(other, Choice(runtime, "int8"), calibration=calibration, cache_dir=tmp_path,
                           progress=False, log=messages.append)
     assert third.details["quantized_graph"]["reused"] is False and any("measuring" in m for m in messages)
+
+
+def test_auto_runs_int8_only_where_every_model_has_a_measured_plan_at_hand(calibration, tmp_path):
+    """``auto`` precision: int8 once every model has a plan for this CPU kind at hand (no
+    plan is measured to decide), else the float choice with the models lacking one named;
+    an asked precision is taken as asked. With the plan and the quantised graph kept, a
+    start does not read the calibration set (a function given for it is not called)."""
+    from hscc_mri import deploy
+    from hscc_mri.runtimes import Choice
+
+    mini, other = _seeded(Mini), _seeded(Mini)
+    with torch.no_grad():
+        next(other.parameters()).mul_(1.5)
+    float_choice = resolve_choice("openvino", "auto")
+    before = deploy.choose_runtime("openvino", "auto", [(mini, None)], tmp_path)
+    assert before.precision == float_choice.precision != "int8"
+    assert "no measured int8 plan" in before.reason and SPEC.name in before.reason
+    assert not list(tmp_path.iterdir())  # deciding measured nothing
+    deploy.int8_plan(mini, "openvino", calibration=calibration, progress=False, log=lambda _m: None,
+                     cache_dir=tmp_path)
+    assert deploy.find_int8_plan(mini, "openvino", cache_dir=tmp_path) is not None
+    chosen = deploy.choose_runtime("openvino", "auto", [(mini, None)], tmp_path)
+    assert (chosen.runtime, chosen.precision) == ("openvino", "int8") and "measured plan" in chosen.reason
+    mixed = deploy.choose_runtime("openvino", "auto", [(mini, None), (other, None)], tmp_path)
+    assert mixed.precision != "int8" and mixed.reason.count(SPEC.name) == 1  # only the one lacking a plan
+    assert deploy.choose_runtime("openvino", "fp32", [(other, None)], tmp_path).precision == "fp32"
+    assert deploy.choose_runtime("torch", "auto", [(mini, None)], tmp_path).precision != "int8"  # torch has none
+    reads: list[int] = []
+
+    def read_calibration() -> list[torch.Tensor]:
+        reads.append(1)
+        return calibration
+
+    first = deploy.deploy(mini, chosen, calibration=read_calibration, cache_dir=tmp_path, progress=False,
+                          log=lambda _m: None)
+    assert reads == [1] and first.details["quantized_graph"]["reused"] is False
+    again = deploy.deploy(mini, Choice("openvino", "int8"), calibration=read_calibration, cache_dir=tmp_path,
+                          progress=False, log=lambda _m: None)
+    assert reads == [1] and again.details["quantized_graph"]["reused"] is True

@@ -185,6 +185,7 @@ def test_both_models_run_in_one_named_runtime_and_what_the_cpu_cannot_run_is_ref
     torch.manual_seed(1)  # the reference "alexnet" is built anew (random weights) by each pair
     pair = load_model_pair(str(path), reference="alexnet", progress=False, log=lambda _m: None)
     assert (pair.runtime.runtime, pair.runtime.precision) == ("openvino", "bf16" if has_native_bf16() else "fp32")
+    assert "no measured int8 plan" in pair.runtime.reason  # a new artifact: auto does not measure plans at start
     assert pair.compressed.runtime == pair.original.runtime == "openvino"
     image = load_scan(SAMPLES / "Te-gl_0010.jpg").image()
     cmp = compare_slice(pair, image, repeats=1, eight_bit=True)
@@ -202,3 +203,22 @@ def test_both_models_run_in_one_named_runtime_and_what_the_cpu_cannot_run_is_ref
         with pytest.raises(RuntimeUnavailable, match="native bfloat16"):
             load_model_pair(str(path), reference="alexnet", progress=False, log=lambda _m: None,
                             runtime="openvino", precision="bf16")
+
+
+def test_an_automatic_int8_start_that_fails_falls_back_to_float_and_an_asked_one_raises():
+    """A start must not end on a quantiser failure it chose itself: auto's int8 falls back
+    to the runtime's float choice; an unavailable automatic runtime to PyTorch fp32; what
+    the user asked for explicitly is not second-guessed."""
+    from hscc_mri.runtimes import Choice, RuntimeUnavailable, resolve_choice
+    from webapp.models import _fallback
+
+    auto_int8 = Choice("openvino", "int8", "int8: each model with its measured plan")
+    fallback = _fallback(auto_int8, "auto", "auto", RuntimeError("quantiser failed"))
+    assert fallback is not None and fallback.runtime == "openvino"
+    assert fallback.precision == resolve_choice("openvino", "auto").precision != "int8"
+    assert "RuntimeError" in fallback.reason
+    assert _fallback(auto_int8, "auto", "int8", RuntimeError("quantiser failed")) is None
+    missing = _fallback(Choice("openvino", "fp32"), "auto", "auto", RuntimeUnavailable("openvino is not installed"))
+    assert missing is not None and (missing.runtime, missing.precision) == ("torch", "fp32")
+    assert _fallback(Choice("openvino", "fp32"), "openvino", "auto", RuntimeUnavailable("x")) is None
+    assert _fallback(Choice("openvino", "fp32"), "auto", "auto", RuntimeError("a bug")) is None
