@@ -398,6 +398,9 @@ def format_table(result: Mapping[str, Any]) -> str:
             d = r["vs_reference"][key]
             parts.append(f"{label} {d['diff']:+.3f}" + ("" if d["se"] is None else f" ± {d['se']:.3f}"))
         foot.append(f"{r['name']} - {rows[0]['name']}: {', '.join(parts)} (paired)")
+        if r.get("agreement_same_runtime") is not None:
+            foot.append(f"{r['name']}: agreement with {rows[0]['name']} in the same runtime and precision "
+                        f"{_pm(r['agreement_same_runtime'], r.get('agreement_same_runtime_se'))}")
     return "\n".join(head + table + foot)
 
 

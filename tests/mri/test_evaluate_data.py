@@ -286,7 +286,12 @@ def test_cli_runtimes_add_one_row_per_model_and_choice(alexnet_files, tmp_path, 
     assert ov["predicted"] == rows["alexnet-svd-2x"]["predicted"]  # same arithmetic, other runtime
     assert ov["flops"] == rows["alexnet-svd-2x"]["flops"] > 0  # counted on the PyTorch source
     assert rows["uncompressed [openvino fp32]"]["agreement"] == 1.0
+    assert ov["agreement_same_runtime"] == ov["agreement"]  # the fp32 reference answers alike everywhere
     q = rows["alexnet-svd-2x [onnxruntime int8]"]
+    same = [a == b for a, b in zip(q["predicted"], rows["uncompressed [onnxruntime int8]"]["predicted"])]
+    assert q["agreement_same_runtime"] == pytest.approx(sum(same) / len(same))  # the pair the app shows
+    assert "agreement_same_runtime" not in rows["uncompressed [onnxruntime int8]"]
+    assert "in the same runtime and precision" in capsys.readouterr().out
     assert q["source"]["details"]["plan"]["check_images"] > 0  # the artifact's measured int8 plan
     assert q["source"]["details"]["method"] == "onnxruntime static QDQ"
     assert rows["uncompressed [onnxruntime int8]"]["source"]["details"]["plan"]["check_images"] > 0  # its own plan
