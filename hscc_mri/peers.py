@@ -35,7 +35,7 @@ import platform
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -371,6 +371,7 @@ def bench_peers(
     evaluation_names: Mapping[str, str] | None = None,
     skip_failures: bool = False,
     evaluation_file: str | None = None,
+    compile_with: Callable[[str, str, str], nn.Module | None] | None = None,
 ) -> PeerBench:
     """Compile every model in every choice and time all variants together (module docstring).
 
@@ -404,6 +405,10 @@ def bench_peers(
         skip_failures: also record a choice whose compilation fails for another reason
             (e.g. an ONNX export error) as skipped instead of raising.
         evaluation_file: where ``evaluation`` was read from (shown in the output).
+        compile_with: ``(model name, runtime, precision) ->`` the compiled variant, or
+            ``None`` to compile it with :func:`~hscc_mri.runtimes.compile_model` and the
+            arguments above (e.g. :func:`hscc_mri.deploy.deploy`, which reuses a kept
+            quantised graph).
 
     Returns:
         A :class:`PeerBench`.
@@ -443,10 +448,6 @@ def bench_peers(
         torch.set_num_threads(threads)
         for m in models.values():
             m.eval()
-        if calibration is None and any(p == "int8" for _, p in choices):
-            from .deploy import default_calibration_batches
-
-            calibration = default_calibration_batches(models[names[0]])
         bar = progress_bar(total=len(names) * len(choices), desc="compile peers", unit="variant", file=sys.stderr,
                            disable=not progress, leave=False)
         try:
@@ -457,11 +458,17 @@ def bench_peers(
                         keep = keep_fp32.get(name, ())
                         if isinstance(keep, Mapping):  # per runtime (int8 plans differ by runtime)
                             keep = keep.get(runtime, ())
-                        c = compile_model(models[name], runtime, precision,
-                                          calibration=calibration if precision == "int8" else None,
-                                          keep_fp32=keep if precision == "int8" else (),
-                                          threads=threads,
-                                          int8_options=int8_options.get(name, {}).get(runtime))
+                        c = compile_with(name, runtime, precision) if compile_with is not None else None
+                        if c is None:
+                            if precision == "int8" and calibration is None:  # read once, only when needed
+                                from .deploy import default_calibration_batches
+
+                                calibration = default_calibration_batches(models[names[0]])
+                            c = compile_model(models[name], runtime, precision,
+                                              calibration=calibration if precision == "int8" else None,
+                                              keep_fp32=keep if precision == "int8" else (),
+                                              threads=threads,
+                                              int8_options=int8_options.get(name, {}).get(runtime))
                     except RuntimeUnavailable as e:
                         skipped.append(SkippedChoice(name, runtime, precision, str(e)))
                     except Exception as e:  # noqa: BLE001 - when asked: one export failure must not end the run

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from ._common import CliError
 
@@ -130,6 +131,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     peers.add_argument("--save", default=None, metavar="FILE.json",
                        help="also write the result as JSON to FILE (the table still prints)")
+    peers.add_argument("--cache-dir", default="artifacts", metavar="DIR",
+                       help="where a registry model's int8 plan and quantised graph are kept (an artifact's: "
+                            "beside it)")
     p.set_defaults(func=run)
 
 
@@ -182,20 +186,29 @@ def _bench_name(arg: str, taken: set[str]) -> str:
     return out
 
 
-def _add_int8_plans(keep: dict, options: dict, models: dict, paths: dict, choices) -> None:
-    """A model without ``--keep-fp32`` runs int8 as the product does: with its measured
-    int8 plan per runtime (:func:`hscc_mri.deploy.int8_plan`: the float32 layers and the
-    quantiser settings), a compressed artifact's kept beside it and a registry model's
-    (the dense reference) in the cache folder."""
-    from ..deploy import int8_plan
+def _deploy_int8(models: dict, paths: dict, keep: dict, cache_dir: str) -> Callable[[str, str, str], Any]:
+    """For ``bench_peers(compile_with=...)``: a model without ``--keep-fp32`` runs int8 as
+    the product does, through :func:`hscc_mri.deploy.deploy`: with its measured int8 plan
+    per runtime (the float32 layers and the quantiser settings; a compressed artifact's
+    kept beside it, a registry model's in the cache folder) and the quantised graph kept
+    by an earlier start. The default calibration set is read once, only if something
+    must be quantised."""
+    import functools
 
-    runtimes = sorted({r for r, p in choices if p == "int8" and r != "torch"})
-    for name, model in models.items():
-        if name in keep or not runtimes or getattr(model, "spec", None) is None and name not in paths:
-            continue
-        plans = {r: int8_plan(model, r, paths.get(name)) for r in runtimes}
-        keep[name] = {r: list(plan["keep_fp32"]) for r, plan in plans.items()}
-        options[name] = {r: dict(plan.get("options", {})) for r, plan in plans.items()}
+    from ..deploy import default_calibration_batches, deploy
+    from ..runtimes import Choice
+
+    calibration = functools.cache(lambda: default_calibration_batches(next(iter(models.values()))))
+
+    def compile_with(name: str, runtime: str, precision: str):
+        model = models[name]
+        if precision != "int8" or runtime == "torch" or name in keep or \
+                getattr(model, "spec", None) is None and name not in paths:
+            return None
+        return deploy(model, Choice(runtime, "int8"), artifact=paths.get(name), calibration=calibration,
+                      cache_dir=cache_dir)
+
+    return compile_with
 
 
 def _run_peers(args: argparse.Namespace) -> int:
@@ -234,14 +247,13 @@ def _run_peers(args: argparse.Namespace) -> int:
     for name, layers in args.keep_fp32:
         keep.setdefault(name, []).extend(g for g in layers.split(",") if g)
     choices = args.choices or available()
-    options: dict = {}
-    _add_int8_plans(keep, options, models, paths, choices)
     try:
         result = bench_peers(models, choices, batch_sizes=args.batch_sizes,
                              runs=20 if args.runs is None else args.runs,
                              warmup=3 if args.warmup is None else args.warmup, threads=args.threads,
-                             keep_fp32=keep, int8_options=options, evaluation=evaluation, evaluation_names=dict(args.evaluation_name),
-                             skip_failures=True, evaluation_file=args.evaluation)
+                             keep_fp32=keep, evaluation=evaluation, evaluation_names=dict(args.evaluation_name),
+                             skip_failures=True, evaluation_file=args.evaluation,
+                             compile_with=_deploy_int8(models, paths, keep, args.cache_dir))
     except ValueError as e:
         raise CliError(str(e)) from e
     if args.plot:

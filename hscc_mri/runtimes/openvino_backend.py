@@ -2,8 +2,10 @@
 quantisation (per-channel weights; chosen layers left in higher precision)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -95,7 +97,9 @@ def quantize_openvino(model: nn.Module, calibration: Sequence[torch.Tensor], kee
     if ignored is not None:
         kwargs["ignored_scope"] = ignored
     _quiet_nncf()
-    return nncf.quantize(ov_model, nncf.Dataset(samples), **kwargs)
+    # NNCF draws its progress bar on stdout, where --json output goes: send it to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        return nncf.quantize(ov_model, nncf.Dataset(samples), **kwargs)
 
 
 def _quiet_nncf() -> None:

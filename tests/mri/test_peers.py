@@ -11,12 +11,14 @@ import torch
 from torch import nn
 
 import hscc_core
+from hscc_mri.calibration import calibration_batches
 from hscc_mri.cli import main
 from hscc_mri.figures import pareto_figure
 from hscc_mri.peers import AGREEMENT_BAR, PeerBench, bench_peers, join_evaluation, pareto_front
 from hscc_mri.resolve import save_model_with_report
 from hscc_mri.runtimes import available, cpu_summary, runtime_label
 from models import ModelSpec, build_model
+from preprocessing.phantoms import phantom_sample
 
 BATCHES = (1, 4)
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -246,3 +248,34 @@ def test_cli_bench_checks_its_modes(alexnet_artifact, capsys):
     assert "--evaluation" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "--model", "alexnet", "--peers", "--choices", "openvino:fp16"])
+
+
+def test_cli_bench_peers_runs_int8_as_deployed_and_reuses_the_kept_quantised_graph(alexnet_artifact, tmp_path,
+                                                                                   capsys):
+    """An artifact's int8 variant goes through deploy: its plan (kept beside it) decides
+    the float32 layers, the quantised graph is kept, and a second bench compiles the kept
+    graph instead of quantising again; the dense model's --keep-fp32 still applies."""
+    import shutil
+
+    from hscc_mri import deploy
+    from hscc_mri.resolve import load_model
+
+    artifact = tmp_path / alexnet_artifact.name
+    shutil.copy(alexnet_artifact, artifact)
+    model = load_model(str(artifact))
+    phantoms = torch.cat(calibration_batches([phantom_sample(i, seed=5)[0] for i in range(16)], model.spec,
+                                             batch_size=16))
+    plan = deploy.int8_plan(model, "openvino", artifact, calibration=[phantoms], progress=False,
+                            log=lambda _m: None)
+    argv = ["bench", "--model", "alexnet", "--vs", str(artifact), "--peers", "--choices", "torch:fp32",
+            "openvino:int8", "--keep-fp32", "alexnet=classifier.6", "--batch-sizes", "1", "--runs", "1",
+            "--warmup", "0", "--threads", "1", "--cache-dir", str(tmp_path), "--json"]
+    details = []
+    for _ in range(2):
+        assert main(argv) == 0
+        rows = {(r["model"], r["precision"]): r for r in json.loads(capsys.readouterr().out)["rows"]}
+        details.append(rows[("alexnet-svd-2x", "int8")]["details"])
+        assert rows[("alexnet", "int8")]["details"]["fp32_layers"] == ["classifier.6"]
+    assert details[0]["plan"]["keep_fp32"] == plan["keep_fp32"] == details[0]["fp32_layers"]
+    assert details[0]["quantized_graph"]["reused"] is False and details[1]["quantized_graph"]["reused"] is True
+    assert (tmp_path / details[1]["quantized_graph"]["file"]).is_file()
