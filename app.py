@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runtime of both models (default: auto, the fastest measured for this CPU: OpenVINO "
                         "when installed); the page names it")
     p.add_argument("--precision", default="auto", choices=("auto", *PRECISIONS),
-                   help="arithmetic of both models (default: auto, the measured default; bf16 only on CPUs "
-                        "with native bfloat16)")
+                   help="arithmetic of both models (default: auto: int8 when both have a measured int8 plan for "
+                        "this CPU kind, shipped for the default models on CPUs without VNNI; else bf16 where "
+                        "native, else fp32; int8 measures a missing plan once)")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per model and scan; the median is shown "
                    "(default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=2,

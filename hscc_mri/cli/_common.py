@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["CliError", "HelpFormatter", "add_runtime_arguments", "parse_grid", "resolve_runtime", "set_threads"]
+__all__ = ["CliError", "HelpFormatter", "add_runtime_arguments", "parse_grid", "set_threads"]
 
 
 class CliError(Exception):
@@ -41,15 +41,6 @@ def add_runtime_arguments(p: argparse.ArgumentParser, default: str = "auto") -> 
                    help="inference runtime; auto: the fastest measured for this CPU (OpenVINO when installed)")
     p.add_argument("--precision", default=default, choices=("auto", *PRECISIONS),
                    help="arithmetic; bf16 only on CPUs with native bfloat16; int8 is calibrated on the "
-                        "default calibration set; auto: the measured default for the model on this CPU")
+                        "default calibration set; auto: int8 when the model has a measured int8 plan for this "
+                        "CPU kind (kept or shipped), else bf16 where native, else fp32")
 
-
-def resolve_runtime(args: argparse.Namespace, default_precision: str | None = None):
-    """The :class:`hscc_mri.runtimes.Choice` of ``--runtime``/``--precision``, or a
-    :class:`CliError` saying why this machine cannot run it."""
-    from ..runtimes import RuntimeUnavailable, resolve_choice
-
-    try:
-        return resolve_choice(args.runtime, args.precision, default_precision)
-    except (RuntimeUnavailable, ValueError) as e:
-        raise CliError(str(e)) from e
