@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -429,7 +429,11 @@ def write_evaluation(artifact_path: str | os.PathLike[str], result: Mapping[str,
     It holds ``artifact`` (base name), ``artifact_sha256`` (default: the file's current
     hash; pass the hash of the bytes that were evaluated), ``row``, ``reference`` (the
     first row), ``test_set``, ``bootstrap``, ``confident_threshold``, ``class_names``,
-    ``format_version`` and ``created`` (UTC, ISO 8601). Returns the sidecar's path.
+    ``format_version`` and ``created`` (UTC, ISO 8601), and ``runtime_rows``: for each
+    other runtime and precision the artifact was evaluated in (``evaluate --runtimes``),
+    ``"<runtime> <precision>"`` -> ``{"row", "reference"}`` (the reference compiled in
+    the same one, when evaluated), so the app can state what was measured for the runtime
+    it runs. Returns the sidecar's path.
     """
 
     rows = {r["name"]: r for r in result["rows"]}
@@ -442,10 +446,23 @@ def write_evaluation(artifact_path: str | os.PathLike[str], result: Mapping[str,
         "row": rows[row_name], "reference": result["rows"][0], "test_set": result["test_set"],
         "bootstrap": result["bootstrap"], "confident_threshold": result["confident_threshold"],
         "class_names": result["class_names"],
+        "runtime_rows": _runtime_rows(result["rows"], row_name),
     }
     out = evaluation_path(artifact_path)
     text = json.dumps(doc, indent=1)
     atomic_write(out, lambda tmp: tmp.write_text(text))
+    return out
+
+
+def _runtime_rows(rows: Sequence[Mapping[str, Any]], row_name: str) -> dict[str, dict[str, Any]]:
+    reference = rows[0]["name"]
+    by_name = {r["name"]: r for r in rows}
+    out = {}
+    for r in rows:
+        src = r.get("source") or {}
+        if src.get("base_row") == row_name and "runtime" in src:
+            key = f"{src['runtime']} {src['precision']}"
+            out[key] = {"row": r, "reference": by_name.get(f"{reference} [{key}]")}
     return out
 
 

@@ -34,7 +34,7 @@ def main() -> int:
     real_test = None
     print(f"{'scan':<28} {'compressed':<24} {'uncompressed':<24} {'ms comp':>8} {'ms orig':>8} {'speed-up':>8}")
     for path in EXAMPLES:
-        _, status, _, label_c, label_o, html = client.predict(handle_file(str(path)), api_name="/predict")
+        _, status, _, label_c, label_o, html = client.predict([handle_file(str(path))], api_name="/predict")  # the upload takes a list (a series may be several files)
         speed = re.search(r"Speed-up on this scan: <b>([\d.]+)x", html)
         print(f"{path.name:<28} {_cell(html, 'pred-compressed'):<24} {_cell(html, 'pred-original'):<24} "
               f"{_cell(html, 'latency-compressed').removesuffix(' ms'):>8} "

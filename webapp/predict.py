@@ -188,6 +188,18 @@ def real_test_html(pair: ModelPair) -> str:
         return ('<p id="real-test" class="hscc-realtest">No real-test-set measurement for this compressed model '
                 'yet (<code>hscc-mri evaluate --data DIR</code> records one).</p>')
     row, ref, test = ev["row"], ev["reference"], ev["test_set"]
+    # What was measured in the runtime and precision the page runs, when it was measured
+    # (evaluate --runtimes); else the PyTorch fp32 measurement, saying so.
+    choice = pair.runtime
+    measured = (ev.get("runtime_rows") or {}).get(f"{choice.runtime} {choice.precision}")
+    if measured and measured.get("reference"):
+        row, ref = measured["row"], measured["reference"]
+        agreement_key = "agreement_same_runtime" if row.get("agreement_same_runtime") is not None else "agreement"
+        where = f"both in {choice.label}"
+    else:
+        agreement_key = "agreement"
+        where = ("in PyTorch FP32" + ("" if (choice.runtime, choice.precision) == ("torch", "fp32")
+                                      else f"; not measured in {choice.label}"))
 
     def pct(key: str, r: dict) -> str:
         value, se = r.get(key), r.get(f"{key}_se")
@@ -198,10 +210,11 @@ def real_test_html(pair: ModelPair) -> str:
     e = html.escape
     return (f'<p id="real-test" class="hscc-realtest">Measured on {int(test["n"])} labelled real scans '
             f'({e(str(test.get("dataset") or ""))}/{e(str(test.get("split") or test.get("folder") or ""))}): '
-            f'the compressed model agrees with the uncompressed one on <b>{pct("agreement", row)}</b> of them '
-            f'({pct("agreement_confident", row)} where the uncompressed model is at least '
-            f'{ev.get("confident_threshold", 0.9):g} sure); accuracy {pct("accuracy", row)} compressed vs '
-            f'{pct("accuracy", ref)} uncompressed (± bootstrap SE).</p>')
+            f'the compressed model agrees with the uncompressed one on <b>{pct(agreement_key, row)}</b> of them '
+            + (f'({pct("agreement_confident", row)} where the uncompressed model is at least '
+               f'{ev.get("confident_threshold", 0.9):g} sure); ' if agreement_key == "agreement" else "; ")
+            + f'accuracy {pct("accuracy", row)} compressed vs {pct("accuracy", ref)} uncompressed '
+            f'({e(where)}; ± bootstrap SE).</p>')
 
 
 def scan_summary(scan: Scan, index: int | None = None) -> str:

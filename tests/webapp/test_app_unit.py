@@ -142,6 +142,26 @@ def test_page_shows_the_real_test_measurement_of_exactly_this_artifact(tmp_path)
     row = result["rows"][1]
     assert 'id="real-test"' in html_text and f"Measured on {test_set.summary()['n']} labelled real scans" in html_text
     assert f"{100 * row['agreement']:.1f}%" in html_text and f"{100 * row['accuracy']:.1f}%" in html_text
+    label = pair.runtime.label  # auto: OpenVINO here, no int8 plan for this artifact
+    assert f"in PyTorch FP32; not measured in {label}" in html_text
+    # Evaluated in the pair's runtime too (as evaluate --runtimes records it): the page
+    # states that measurement, agreement with the reference compiled in the same runtime.
+    from hscc_mri.cli.evaluate import _add_same_runtime_agreement
+    from hscc_mri.runtimes import compile_model
+
+    rt, pr = pair.runtime.runtime, pair.runtime.precision
+    result = evaluate_models(dense, {"svd": load_model(path), f"uncompressed [{rt} {pr}]": compile_model(dense, rt, pr),
+                                     f"svd [{rt} {pr}]": compile_model(load_model(path), rt, pr)},
+                             test_set, n_bootstrap=50, progress=False, latency_repeats=1)
+    for r in result["rows"][1:]:
+        r["source"] = {"base_row": r["name"].split(" [")[0], "runtime": rt, "precision": pr} if "[" in r["name"] else {}
+    _add_same_runtime_agreement(result)
+    write_evaluation(path, result, "svd")
+    pair = load_model_pair(str(path), reference="alexnet", progress=False, log=lambda _m: None)
+    html_text = comparison_html(compare_slice(pair, image, repeats=1, eight_bit=True), pair)
+    same = result["rows"][3]["agreement_same_runtime"]
+    assert f"both in {label}" in html_text and f"{100 * same:.1f}%" in html_text
+    assert set(pair.evaluation["runtime_rows"]) == {f"{rt} {pr}"}
     with torch.no_grad():  # another model under the same name: the measurement no longer applies
         next(compressed.parameters()).add_(1e-3)
     save_model(compressed, path)
