@@ -42,6 +42,7 @@ __all__ = [
     "CONFIDENT",
     "EVALUATION_SUFFIX",
     "TestSet",
+    "add_same_runtime_agreement",
     "bootstrap_indices",
     "evaluate_models",
     "evaluation_path",
@@ -454,15 +455,42 @@ def write_evaluation(artifact_path: str | os.PathLike[str], result: Mapping[str,
     return out
 
 
+def _same_runtime_reference(rows: Sequence[Mapping[str, Any]], row: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The reference (the first row) compiled in ``row``'s runtime and precision, as
+    ``evaluate --runtimes`` records it (its ``source``), or ``None``."""
+    src = row.get("source") or {}
+    if "runtime" not in src:
+        return None
+    for r in rows:
+        s = r.get("source") or {}
+        if (s.get("base_row"), s.get("runtime"), s.get("precision")) == (rows[0]["name"], src["runtime"],
+                                                                          src["precision"]):
+            return r
+    return None
+
+
+def add_same_runtime_agreement(result: Mapping[str, Any]) -> None:
+    """Give each candidate's runtime row (``evaluate --runtimes``) ``agreement_same_runtime``
+    and its paired bootstrap SE: top-1 agreement with the reference compiled in the same
+    runtime and precision, which is the pair the app shows side by side. ``agreement``
+    stays the agreement with the reference in PyTorch fp32."""
+    rows = result["rows"]
+    idx = bootstrap_indices(len(rows[0]["predicted"]), result["bootstrap"]["n"], result["bootstrap"]["seed"])
+    for row in rows[1:]:
+        ref = _same_runtime_reference(rows, row)
+        if ref is None or ref is row:
+            continue
+        same = np.asarray(row["predicted"]) == np.asarray(ref["predicted"])
+        row["agreement_same_runtime"] = float(same.mean())
+        row["agreement_same_runtime_se"] = _se(same[idx].mean(1))
+
+
 def _runtime_rows(rows: Sequence[Mapping[str, Any]], row_name: str) -> dict[str, dict[str, Any]]:
-    reference = rows[0]["name"]
-    by_name = {r["name"]: r for r in rows}
     out = {}
     for r in rows:
         src = r.get("source") or {}
         if src.get("base_row") == row_name and "runtime" in src:
-            key = f"{src['runtime']} {src['precision']}"
-            out[key] = {"row": r, "reference": by_name.get(f"{reference} [{key}]")}
+            out[f"{src['runtime']} {src['precision']}"] = {"row": r, "reference": _same_runtime_reference(rows, r)}
     return out
 
 

@@ -180,29 +180,6 @@ def _add_runtime_rows(reference, candidates: dict, sources: dict, files: dict, c
                             "precision": choice.precision, "details": compiled.details}
 
 
-def _add_same_runtime_agreement(result: dict[str, Any]) -> None:
-    """Give each compressed model's runtime row ``agreement_same_runtime`` (and its paired
-    bootstrap SE): top-1 agreement with the reference compiled in the same runtime and
-    precision, which is the pair the app shows side by side. ``agreement`` stays the
-    agreement with the reference in PyTorch fp32."""
-    import numpy as np
-
-    from ..testset import bootstrap_indices
-
-    rows = {r["name"]: r for r in result["rows"]}
-    idx = bootstrap_indices(len(result["rows"][0]["predicted"]), result["bootstrap"]["n"], result["bootstrap"]["seed"])
-    for row in result["rows"][1:]:
-        src = row.get("source") or {}
-        if "runtime" not in src or src.get("base_row") == "uncompressed":
-            continue
-        ref = rows.get(f"uncompressed [{src['runtime']} {src['precision']}]")
-        if ref is None:
-            continue
-        same = np.asarray(row["predicted"]) == np.asarray(ref["predicted"])
-        row["agreement_same_runtime"] = float(same.mean())
-        row["agreement_same_runtime_se"] = float(np.std(same[idx].mean(1), ddof=1)) if len(idx) > 1 else None
-
-
 def _cmd_evaluate_data(args: argparse.Namespace) -> int:
     """``evaluate --data DIR``: see :mod:`hscc_mri.testset`."""
     import torch
@@ -211,7 +188,8 @@ def _cmd_evaluate_data(args: argparse.Namespace) -> int:
 
     from .. import cache
     from ..resolve import load_model, resolve_model
-    from ..testset import evaluate_models, file_sha256, format_table, load_test_set, write_evaluation
+    from ..testset import (add_same_runtime_agreement, evaluate_models, file_sha256, format_table, load_test_set,
+                           write_evaluation)
 
     if args.scans:
         raise CliError(f"SCAN arguments are for leave-one-scan-out; with --data the test set is {args.data} "
@@ -277,7 +255,7 @@ def _cmd_evaluate_data(args: argparse.Namespace) -> int:
     result["reference"] = {"model": model_path.name if model_path.is_file() else args.model}
     for row in result["rows"][1:]:
         row["source"] = sources[row["name"]]
-    _add_same_runtime_agreement(result)
+    add_same_runtime_agreement(result)
     print(format_table(result), flush=True)
     for name, (path, sha) in files.items():
         side = write_evaluation(path, result, name, artifact_sha256=sha)

@@ -128,7 +128,7 @@ def test_page_shows_the_real_test_measurement_of_exactly_this_artifact(tmp_path)
     """A compressed artifact with an ``evaluate --data`` sidecar: the page reads the numbers
     from that file; after the artifact changes, it says there is no measurement."""
     from hscc_mri.resolve import load_model, save_model
-    from hscc_mri.testset import evaluate_models, load_test_set, write_evaluation
+    from hscc_mri.testset import add_same_runtime_agreement, evaluate_models, load_test_set, write_evaluation
     from webapp.models import load_model_pair
 
     dense, compressed, path = _svd_artifact(tmp_path)
@@ -146,7 +146,6 @@ def test_page_shows_the_real_test_measurement_of_exactly_this_artifact(tmp_path)
     assert f"in PyTorch FP32; not measured in {label}" in html_text
     # Evaluated in the pair's runtime too (as evaluate --runtimes records it): the page
     # states that measurement, agreement with the reference compiled in the same runtime.
-    from hscc_mri.cli.evaluate import _add_same_runtime_agreement
     from hscc_mri.runtimes import compile_model
 
     rt, pr = pair.runtime.runtime, pair.runtime.precision
@@ -155,7 +154,7 @@ def test_page_shows_the_real_test_measurement_of_exactly_this_artifact(tmp_path)
                              test_set, n_bootstrap=50, progress=False, latency_repeats=1)
     for r in result["rows"][1:]:
         r["source"] = {"base_row": r["name"].split(" [")[0], "runtime": rt, "precision": pr} if "[" in r["name"] else {}
-    _add_same_runtime_agreement(result)
+    add_same_runtime_agreement(result)
     write_evaluation(path, result, "svd")
     pair = load_model_pair(str(path), reference="alexnet", progress=False, log=lambda _m: None)
     html_text = comparison_html(compare_slice(pair, image, repeats=1, eight_bit=True), pair)
