@@ -10,9 +10,9 @@ settings), so changing any of them builds a new file instead of reusing a stale 
     artifacts/vgg16-brain-mri-hscc-6x-3f2a9c01d4.safetensors   (+ .json report)
 
 A cached file that cannot be loaded (e.g. written by an older version of the
-compressor) is rebuilt with a warning. The hash also covers the source of the code that
-decides the result (the compressor's modules and the calibration/phantom code, see
-:data:`RESULT_CODE`), so an update of that code builds afresh too.
+compressor) is rebuilt with a warning. The hash also covers
+:data:`BUILD_ALGORITHM_VERSION`, which a change of the code that alters the bytes of a
+build must bump (the source bytes are not hashed: a comment edit builds nothing new).
 """
 from __future__ import annotations
 
@@ -34,45 +34,17 @@ from .recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL, compression_
 from .build import compress_model, save_compressed
 from .resolve import is_registry_name, load_model, resolve_model
 
-__all__ = ["RESULT_CODE", "cache_path", "calibration_recipe", "code_identity", "compressed_model", "load_report",
-           "module_files"]
+__all__ = ["BUILD_ALGORITHM_VERSION", "build_key", "cache_path", "calibration_recipe", "compressed_model",
+           "load_report"]
 
-
-#: Modules whose code decides what a compression produces (``pkg.*``: every module of
-#: the package); their names and source bytes are part of the cache hash.
-RESULT_CODE: tuple[str, ...] = (
-    "hscc_core.compression", "hscc_core.allocate", "hscc_core.factorize", "hscc_core.stats", "hscc_core.modules",
-    "hscc_core.graph", "hscc_core.config", "hscc_core.flops", "hscc_mri.calibration", "hscc_mri.recipes",
-    "preprocessing.*", "preprocessing.readers.*", "models.*",
-)
-
-
-def module_files(pattern: str) -> list[tuple[str, Path]]:
-    """``(module name, source file)`` of one :data:`RESULT_CODE` entry, found by import
-    machinery (not by repository path), without importing it."""
-    import importlib.util
-
-    if pattern.endswith(".*"):
-        package = pattern[:-2]
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ModuleNotFoundError(f"no package {package}")
-        return [(f"{package}.{f.stem}", f) for folder in spec.submodule_search_locations
-                for f in sorted(Path(folder).glob("*.py"))]
-    spec = importlib.util.find_spec(pattern)
-    if spec is None or spec.origin is None:
-        raise ModuleNotFoundError(f"no module {pattern}")
-    return [(pattern, Path(spec.origin))]
-
-
-def code_identity(modules: tuple[str, ...] = RESULT_CODE) -> str:
-    """SHA-256 over the names and source bytes of ``modules`` (sorted, so the order of the
-    entries does not matter)."""
-    files = sorted({item for pattern in modules for item in module_files(pattern)})
-    digest = hashlib.sha256()
-    for name, path in files:
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+#: Version of the algorithm that turns a build key into artifact bytes. **Bump it in any
+#: change that alters the bytes of a build** (the compressor's arithmetic or defaults, the
+#: calibration set's reading, resizing, augmentation or phantoms, a registry model's
+#: architecture or weights): it is part of every build key (:func:`build_key`), so the
+#: cache builds afresh and a release records which version made it. Changes that leave
+#: the bytes as they are (comments, refactors, speed-ups with identical arithmetic) keep
+#: it, and with it every cached artifact.
+BUILD_ALGORITHM_VERSION = 1
 
 
 def _stderr(message: str) -> None:
@@ -120,6 +92,19 @@ def _config(method: str, budget: float, seed: int):
     return compression_config(method, budget, seed)
 
 
+def build_key(model_name: str, method: str = DEFAULT_METHOD.value, budget: float = DEFAULT_BUDGET,
+              calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything that decides the bytes of a build, as a JSON-ready dict: the model's
+    identity (registry name, or an artifact's SHA-256), the full compression config (defaults
+    included), for HSCC the calibration recipe and the SHA-256 of the scans it reads, and
+    :data:`BUILD_ALGORITHM_VERSION`. Arguments as for :func:`cache_path`."""
+    recipe = calibration_recipe(model_name, calibration)
+    config = _config(method, budget, recipe.seed)
+    calib_key = ({**recipe.to_dict(), "files": _files_identity(recipe.files())} if method == "hscc" else None)
+    return {"model": _source_id(model_name)[1], "config": config.to_dict(), "calibration": calib_key,
+            "algorithm_version": BUILD_ALGORITHM_VERSION}
+
+
 def cache_path(model_name: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.value, budget: float = DEFAULT_BUDGET,
                cache_dir: str | os.PathLike = "artifacts",
                calibration: dict[str, Any] | None = None) -> Path:
@@ -137,15 +122,11 @@ def cache_path(model_name: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.val
         ``cache_dir/<model>-<method>-<budget>x-<hash>.safetensors`` where ``hash`` is the
         first 10 hex digits of a SHA-256 over the model identity, the full compression
         config (defaults included), for HSCC the calibration recipe and the bytes of the
-        scans it reads, and :func:`code_identity`.
+        scans it reads, and :data:`BUILD_ALGORITHM_VERSION` (see :func:`build_key`).
     """
-    recipe = calibration_recipe(model_name, calibration)
-    config = _config(method, budget, recipe.seed)
-    short, identity = _source_id(model_name)
-    calib_key = ({**recipe.to_dict(), "files": _files_identity(recipe.files())} if method == "hscc" else None)
-    key = {"model": identity, "config": config.to_dict(), "calibration": calib_key, "code": code_identity()}
+    key = build_key(model_name, method, budget, calibration)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    short = re.sub(r"[^A-Za-z0-9._-]+", "_", short)
+    short = re.sub(r"[^A-Za-z0-9._-]+", "_", _source_id(model_name)[0])
     return Path(cache_dir) / f"{short}-{method}-{budget:g}x-{digest}.safetensors"
 
 

@@ -30,9 +30,6 @@ from .runtimes.quantize import Int8Plan, plan_int8
 __all__ = ["DEFAULT_PRECISION", "INT8_TARGET", "SHIPPED_PLANS", "choose_runtime", "default_calibration_batches",
            "deploy", "find_int8_plan", "int8_plan", "module_identity", "plan_path", "weights_identity"]
 
-# Deployment defaults live here, not in hscc_mri/recipes.py: that module's bytes are part
-# of the compressed-model cache key, and how a model is run must not rebuild it.
-
 #: What ``--precision auto`` and the app run the models in: int8 where every model has a
 #: measured int8 plan for this CPU kind at hand (kept or shipped; nothing is measured at
 #: start), so each keeps the layers that quantise badly in float32. With their plans the

@@ -147,24 +147,48 @@ def test_hscc_builds_with_calibration_and_is_cached(tmp_path, monkeypatch):
         assert torch.equal(model(x), again(x))
 
 
-def test_cache_hash_covers_the_code_that_decides_the_result(tmp_path, monkeypatch):
-    import importlib
+def _key_of_copy(tree) -> str:
+    """The default HSCC build's cache file name as computed by the code in ``tree`` (a
+    copy of the packages; the data folders are the repository's)."""
+    import subprocess
+    import sys
 
-    from hscc_mri.cache import RESULT_CODE, code_identity, module_files
+    code = "from hscc_mri.cache import cache_path; print(cache_path().name)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
 
-    # every listed module still exists (a rename must not drop code from the hash)
-    for pattern in RESULT_CODE:
-        assert module_files(pattern), pattern
-    package = tmp_path / "hscc_hash_probe"  # a namespace package: found by import machinery
-    package.mkdir()
-    (package / "a.py").write_text("x = 1\n")
-    (package / "b.py").write_text("y = 2\n")
-    (package / "notes.txt").write_text("not code\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
-    first = code_identity(("hscc_hash_probe.*",))
-    assert first == code_identity(("hscc_hash_probe.b", "hscc_hash_probe.a"))
-    (package / "notes.txt").write_text("changed, but not code\n")
-    assert code_identity(("hscc_hash_probe.*",)) == first
-    (package / "a.py").write_text("x = 3\n")
-    assert code_identity(("hscc_hash_probe.*",)) != first
+
+def test_build_key_is_the_algorithm_version_not_the_source_bytes(tmp_path):
+    """The key is model + config + calibration recipe and files + an explicit algorithm
+    version: a copy of the code whose every module of the compressor, the scan reading and
+    the models got a comment computes the same key; bumping
+    :data:`~hscc_mri.cache.BUILD_ALGORITHM_VERSION` changes it."""
+    import shutil
+
+    from tests.paths import ROOT
+
+    key = cache.build_key(TINY, "hscc", 1.5, {"views": 1, "phantoms": 2})
+    assert set(key) == {"model", "config", "calibration", "algorithm_version"}
+    assert key["algorithm_version"] == cache.BUILD_ALGORITHM_VERSION
+    tree = tmp_path / "tree"
+    for package in ("hscc_core", "hscc_mri", "models", "preprocessing"):
+        shutil.copytree(ROOT / package, tree / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("data", "samples"):
+        (tree / folder).symlink_to(ROOT / folder)
+    original = _key_of_copy(tree)
+    assert original == cache_path().name  # the copy computes what this checkout does
+    for package in ("hscc_core", "models", "preprocessing"):
+        for f in (tree / package).rglob("*.py"):
+            f.write_text(f.read_text() + "\n# an edit that changes no result\n")
+    calibration = tree / "hscc_mri" / "calibration.py"
+    calibration.write_text(calibration.read_text() + "\n# an edit that changes no result\n")
+    assert _key_of_copy(tree) == original
+    source = tree / "hscc_mri" / "cache.py"
+    text = source.read_text()
+    assert f"BUILD_ALGORITHM_VERSION = {cache.BUILD_ALGORITHM_VERSION}\n" in text
+    source.write_text(text.replace(f"BUILD_ALGORITHM_VERSION = {cache.BUILD_ALGORITHM_VERSION}\n",
+                                   f"BUILD_ALGORITHM_VERSION = {cache.BUILD_ALGORITHM_VERSION + 1}\n"))
+    bumped = _key_of_copy(tree)
+    assert bumped != original and bumped.startswith("vgg16-brain-mri-hscc-6x-")
