@@ -74,10 +74,10 @@ def load_scan(path: ScanSource, *, slice_index: int | None = None,
         if len(paths) != 1:
             return load_series(paths, slice_index=slice_index, series=series)
         path = paths[0]
-    p = Path(os.fspath(path))
-    q = quote_name(p)
-    if p.is_dir() or p.name.upper() == "DICOMDIR":
-        return load_series(p.parent if p.name.upper() == "DICOMDIR" and p.is_file() else p,
+    p = _given_path(path)
+    kind = _kind(p)
+    if kind == "folder" or p.name.upper() == "DICOMDIR":
+        return load_series(p.parent if p.name.upper() == "DICOMDIR" and kind == "file" else p,
                            slice_index=slice_index, series=series)
     head = _head(p)
     if is_zip(head):
@@ -113,15 +113,15 @@ def load_series(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
             orientations, damaged slices (message naming the folder/archive/first file).
     """
     if isinstance(paths, (str, bytes, os.PathLike)):
-        p = Path(os.fspath(paths))
-        if not p.exists():
+        p = _given_path(paths)
+        if _kind(p) == "missing":
             raise ScanError(f"{quote_name(p)} was not found. Please check the name and folder.")
         source: Path | list[Path] = p
         name = p.name
-        if not p.is_dir():
+        if _kind(p) != "folder":
             _head(p)  # the usual checks on a file (exists, readable, not empty)
     else:
-        source = [Path(os.fspath(x)) for x in paths]
+        source = [_given_path(x) for x in paths]
         if not source:
             raise ScanError("No files were given. Please choose a scan file or a DICOM series.")
         for f in source:
@@ -141,9 +141,44 @@ def _select(scan: Scan, slice_index: int | None) -> Scan:
     return scan
 
 
+def _given_path(path: str | bytes | os.PathLike) -> Path:
+    """The path as a :class:`Path`; an empty one is refused (``Path("")`` would be the
+    current folder, read as a series without anyone asking for it)."""
+    try:
+        text = os.fsdecode(path)
+    except (TypeError, ValueError) as e:
+        raise ScanError("The file name could not be understood. Please choose the file again.") from e
+    if not text.strip():
+        raise ScanError("No file was given (the file name is empty). Please choose a scan file.")
+    if "\0" in text:
+        raise ScanError(f"{quote_name(text)} is not a valid file name. Please choose the file again.")
+    return Path(text)
+
+
+def _kind(p: Path) -> str:
+    """``"folder"``, ``"file"`` (anything else that exists) or ``"missing"``.
+
+    Raises:
+        ScanError: The path cannot be examined: a name too long for the file system, a
+            folder on the way that this user may not open, an I/O error.
+    """
+    try:
+        if p.is_dir():
+            return "folder"
+        return "file" if p.exists() else "missing"
+    except PermissionError as e:
+        raise ScanError(f"{quote_name(p)} could not be opened: permission denied (the file or a "
+                        "folder above it may not be read by this user).") from e
+    except OSError as e:
+        raise ScanError(f"{quote_name(p)} could not be opened ({e.strerror or 'file system error'}). "
+                        "Please check the name and folder.") from e
+
+
 def _head(p: Path) -> bytes:
     """The first bytes of a regular, non-empty file (ScanError otherwise)."""
     q = quote_name(p)
+    if _kind(p) == "missing":
+        raise ScanError(f"{q} was not found. Please check the file name and folder.")
     try:
         if not p.exists():
             raise ScanError(f"{q} was not found. Please check the file name and folder.")
