@@ -6,7 +6,7 @@ file formats, no UI, no command line (those live in the product layer, ``hscc_mr
 
     >>> import hscc_core
     >>> config = hscc_core.CompressionConfig(method=hscc_core.Method.HSCC, budget=6)
-    >>> compressed, report = hscc_core.compression(model, calibration_batches, config)  # doctest: +SKIP
+    >>> compressed, report = hscc_core.compress(model, calibration_batches, config)  # doctest: +SKIP
     >>> hscc_core.save(compressed, "model.safetensors", base="my-net")  # doctest: +SKIP
     >>> hscc_core.load("model.safetensors", build_base=lambda name, spec: make_net())  # doctest: +SKIP
 
@@ -18,20 +18,23 @@ from .artifacts import atomic_write, load, load_metadata, report_path, save, sav
 from .bench import BenchResult, LatencyStats, ModelBench, bench_pair
 from .compression import METHOD_RUNNERS, compress
 from .config import METHODS, Allocation, CompressionConfig, CompressionReport, Method
-from .errors import ArtifactError, CompressionError, HSCCError
+from .errors import ArtifactError, CompressionError, DistillationError, HSCCError
 from .finetune import FinetuneConfig, distill, distillation_loss
 from .flops import count_flops, count_params, flops_by_module, input_shape_of
 from .graph import replace_submodule, target_layers
+from .matching import MatchingConfig, MatchingResult, best_weights, function_matching, load_checkpoint, module_teacher
 from .metrics import ClassificationReport, accuracy, classification_report, confusion_matrix, fidelity, macro_f1
 from .modules import MODULE_TYPES, register_module_type
 from .timing import optimize_for_inference, time_forward, time_forward_interleaved
+from .views import ViewConfig, draw_views
 
 __all__ = [
-    "Allocation", "ArtifactError", "BenchResult", "ClassificationReport", "CompressionConfig", "CompressionError",
-    "CompressionReport", "FinetuneConfig", "HSCCError", "LatencyStats", "METHODS", "METHOD_RUNNERS",
-    "MODULE_TYPES", "Method", "ModelBench", "accuracy", "atomic_write", "bench_pair", "classification_report",
-    "compress", "confusion_matrix", "count_flops", "count_params", "distill", "distillation_loss", "fidelity",
-    "flops_by_module", "input_shape_of", "load", "load_metadata", "macro_f1", "optimize_for_inference",
-    "register_module_type", "replace_submodule", "report_path", "save", "save_with_report", "target_layers",
-    "time_forward", "time_forward_interleaved",
+    "accuracy", "Allocation", "ArtifactError", "atomic_write", "bench_pair", "BenchResult", "best_weights",
+    "classification_report", "ClassificationReport", "compress", "CompressionConfig", "CompressionError",
+    "CompressionReport", "confusion_matrix", "count_flops", "count_params", "distill", "distillation_loss",
+    "DistillationError", "draw_views", "fidelity", "FinetuneConfig", "flops_by_module", "function_matching",
+    "HSCCError", "input_shape_of", "LatencyStats", "load", "load_checkpoint", "load_metadata", "macro_f1",
+    "MatchingConfig", "MatchingResult", "Method", "METHOD_RUNNERS", "METHODS", "ModelBench", "module_teacher",
+    "MODULE_TYPES", "optimize_for_inference", "register_module_type", "replace_submodule", "report_path", "save",
+    "save_with_report", "target_layers", "time_forward", "time_forward_interleaved", "ViewConfig",
 ]

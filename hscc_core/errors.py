@@ -1,7 +1,7 @@
 """Typed errors of the compressor library: catch :class:`HSCCError` for all of them."""
 from __future__ import annotations
 
-__all__ = ["ArtifactError", "CompressionError", "HSCCError"]
+__all__ = ["ArtifactError", "CompressionError", "DistillationError", "HSCCError"]
 
 
 class HSCCError(Exception):
@@ -15,3 +15,8 @@ class ArtifactError(HSCCError, ValueError):
 class CompressionError(HSCCError, ValueError):
     """A compression cannot be done as asked (bad configuration, unreachable budget,
     missing calibration data, a model the compressor cannot read)."""
+
+
+class DistillationError(HSCCError, ValueError):
+    """A distillation cannot run as asked (bad settings, empty data, a checkpoint made with
+    other settings or that is not one)."""
