@@ -1,0 +1,74 @@
+"""``hscc-mri release``: build the app's models once and ship them as files in the repository."""
+from __future__ import annotations
+
+import argparse
+
+from ..recipes import DEFAULT_METHOD, DEFAULT_MODEL
+from ._common import CliError, set_threads
+
+
+def _artifact(text: str) -> tuple[float, str]:
+    budget, sep, path = text.partition("=")
+    try:
+        if not sep or not path:
+            raise ValueError
+        return float(budget), path
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected BUDGET=PATH (e.g. 6=artifacts/x.safetensors), got {text!r}")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``release``."""
+    p = sub.add_parser(
+        "release", help="build the app's models, quantise, evaluate, and write the release folder with its manifest",
+        description="Build (through the cache) or take (--artifact) the default compressed models at each "
+        "--budgets, quantise every model whose weights have a measured int8 plan (the dense reference too; "
+        "plans of hscc_mri/plans/ or kept ones; none is measured here), evaluate them on --data and write "
+        "--out: the files plus manifest.json (SHA-256 and size of each file, command, code commit, CPU kind, "
+        "build time and peak memory, calibration data hash, per model its build key, int8 plan and measured "
+        "fidelity with bootstrap SEs on the named test set). The app and predict load this folder.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default=DEFAULT_MODEL, help="registry model that is compressed (the reference)")
+    p.add_argument("--method", default=DEFAULT_METHOD.value, help="compression method")
+    p.add_argument("--budgets", type=float, nargs="+", default=[6.0, 3.0],
+                   help="FLOPs budgets of the compressed models; the first is the app's default")
+    p.add_argument("--artifact", type=_artifact, action="append", default=[], metavar="BUDGET=PATH",
+                   help="ship this compressed artifact at BUDGET instead of building it (repeatable)")
+    p.add_argument("--data", default=None, help="labelled class-folder test set the models are evaluated on")
+    p.add_argument("--out", default="release", help="the release folder (replaced as a whole)")
+    p.add_argument("--cache-dir", default="artifacts", help="build cache folder")
+    p.add_argument("--rebuild", action="store_true", help="compress again even if cached")
+    p.add_argument("--no-int8", action="store_true", help="ship float models only")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates of the SEs")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    from hscc_core import ArtifactError
+
+    from ..release import make_release
+
+    set_threads(args.threads)
+    artifacts = dict(args.artifact)
+    unknown = sorted(set(artifacts) - set(args.budgets))
+    if unknown:
+        raise CliError(f"--artifact for budget {', '.join(f'{b:g}' for b in unknown)}, which is not in --budgets")
+    try:
+        manifest = make_release(args.out, args.data, model=args.model, method=args.method, budgets=args.budgets,
+                                artifacts=artifacts, cache_dir=args.cache_dir, rebuild=args.rebuild,
+                                int8=not args.no_int8, n_bootstrap=args.bootstrap,
+                                command=shlex.join(["hscc-mri", *sys.argv[1:]]))
+    except (ArtifactError, FileNotFoundError, ValueError) as e:
+        raise CliError(str(e)) from e
+    for key, entry in manifest["models"].items():
+        fid = entry.get("fidelity") or {}
+        int8 = entry.get("int8")
+        print(f"{key}: {entry.get('file') or entry['name']}  int8: "
+              f"{'plan measured on ' + int8['measured_on']['kind'] if int8 else 'none'}  "
+              f"agreement {fid.get('agreement', float('nan')):.3f}  accuracy {fid.get('accuracy', float('nan')):.3f}")
+    print(f"{args.out}: {len(manifest['files'])} files, {manifest['total_bytes'] / 1e6:.1f} MB")
+    return 0

