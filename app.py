@@ -2,8 +2,9 @@
 
 Starts a local web page (127.0.0.1 by default) where a scan (DICOM, NIfTI, PNG/JPEG) is
 classified by the compressed model next to the uncompressed one, with latency, speed-up,
-FLOPs and parameters. The first start builds the compressed model once (progress in the
-terminal) and caches it in ``--cache-dir``; later starts load it in seconds.
+FLOPs and parameters. The default models come from the release committed in ``release/``
+(each file checked against its manifest; loaded in seconds); other models are built once
+(progress in the terminal) and cached in ``--cache-dir``.
 
 The page itself is built by :mod:`webapp.ui` after the models are ready (building it at
 import time would mean compressing a model on ``import app``).
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Sequence
 
 EPILOG = """examples:
-  python app.py                      # HSCC 6x of vgg16-brain-mri on http://127.0.0.1:7860
+  python app.py                      # HSCC 6x of vgg16-brain-mri (the release) on http://127.0.0.1:7860
+  python app.py --budget 3           # the release's HSCC 3x
   python app.py --port 8080 --method svd --budget 3
   python app.py --model artifacts/vgg16-hscc6.safetensors   # a compressed artifact as is
   python app.py --rebuild            # compress again even if a cached model exists
@@ -46,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python app.py",
         description="Web app: classify a brain MRI scan (glioma, meningioma, pituitary, no tumour) with a "
         "compressed classifier side by side with the uncompressed one, showing both predictions, "
-        "latencies, the speed-up, FLOPs and parameters. On first start the compressed model is built "
-        "once (a few minutes on a laptop CPU) and cached in --cache-dir.",
+        "latencies, the speed-up, FLOPs and parameters. The default models (HSCC 6x and 3x of "
+        "vgg16-brain-mri) ship in release/ and load in seconds; any other model is built once (minutes on "
+        "a laptop CPU) and cached in --cache-dir.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="registry model name, or an artifact path: a compressed artifact is shown as is; an "
@@ -59,7 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compression method (default: %(default)s)")
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, help="FLOPs reduction factor (default: %(default)s)")
     p.add_argument("--cache-dir", default="artifacts", help="where compressed models are cached (default: %(default)s)")
-    p.add_argument("--rebuild", action="store_true", help="compress again even if a cached model exists")
+    p.add_argument("--rebuild", action="store_true", help="compress again even if a cached model exists (and do "
+                   "not use the release)")
+    p.add_argument("--release", default="release",
+                   help="release folder whose models are used when it holds the asked model (files checked "
+                        "against its manifest; a file that fails is rebuilt instead); 'none': never "
+                        "(default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default: %(default)s, this computer only; 0.0.0.0 exposes the "
                         "app to the network)")
@@ -130,13 +138,16 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         pair = load_model_pair(args.model, args.method, args.budget, args.cache_dir, rebuild=args.rebuild,
-                               reference=args.reference, runtime=args.runtime, precision=args.precision)
+                               reference=args.reference, runtime=args.runtime, precision=args.precision,
+                               release=None if args.release == "none" else args.release)
     except (ArtifactError, RuntimeUnavailable, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     s = pair.seconds
     if "compressed_build" in s:
         how = f"built in {s['compressed_build']:.0f} s (cold start)"
+    elif "release_load" in s:
+        how = f"loaded from the release in {s['release_load']:.1f} s"
     elif "compressed_load" in s:
         how = f"loaded from cache in {s['compressed_load']:.1f} s"
     else:

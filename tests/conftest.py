@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -21,14 +20,14 @@ def vgg16():
 def app_server(tmp_path_factory):
     """``python app.py`` serving on a free loopback port, started once per test session.
 
-    The compressed model is cached in ``$HSCC_APP_CACHE`` if set (fast local reruns),
-    otherwise in a fresh temporary folder, so that a plain run (CI) exercises the real
-    cold start: the one-time HSCC compression of VGG16 (minutes on 2 CPU cores). The
-    app's log goes to ``test-artifacts/app-server.log``.
+    The app loads its default models from the committed release (``release/``, each file
+    checked against its manifest: seconds, nothing built); its build cache is a fresh
+    temporary folder, which stays empty. The app's log goes to
+    ``test-artifacts/app-server.log``.
     """
     from tests.webapp.app_server import ARTIFACTS, start_app, stop_app
 
-    cache = Path(os.environ.get("HSCC_APP_CACHE") or tmp_path_factory.mktemp("app-cache"))
+    cache = tmp_path_factory.mktemp("app-cache")
     server = start_app(cache, tmp_path_factory.mktemp("gradio-tmp"), ARTIFACTS / "app-server.log")
     yield server
     stop_app(server)

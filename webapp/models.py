@@ -1,5 +1,11 @@
 """The two models the app compares: the compressed one and its uncompressed reference.
 
+By default both come from the release (:mod:`hscc_mri.release`: the compressed models,
+int8 graphs and measured fidelity committed in ``release/``), each file checked against
+the manifest's SHA-256 before it is read: nothing is compressed or quantised at start. A
+file that fails its check is named with both hash prefixes and never run; the pair is
+then built as below instead.
+
 ``--model`` is either a registry name (the compressed model is then built once with
 :func:`hscc_mri.cache.compressed_model` and loaded from the cache afterwards) or the
 path of an artifact. A compressed artifact *is* the model to show; its reference is the
@@ -24,11 +30,12 @@ from hscc_core import count_flops, count_params, load_metadata
 from hscc_mri.cache import cache_path, compressed_model, load_report
 from hscc_mri.deploy import choose_runtime, default_calibration_batches, deploy
 from hscc_mri.recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL
+from hscc_mri.release import REFERENCE, RELEASE_DIR, Release, ReleaseError, load_release, load_released, release_choice
 from hscc_mri.resolve import load_model, resolve_model
 from hscc_mri.runtimes import Choice, RuntimeUnavailable, cpu_summary, resolve_choice
 from hscc_mri.testset import load_evaluation
 
-__all__ = ["ModelPair", "load_model_pair"]
+__all__ = ["ModelPair", "load_model_pair", "release_note"]
 
 
 @dataclass
@@ -51,6 +58,10 @@ class ModelPair:
             ``None`` when there is none for these bytes.
         runtime: the runtime and precision both models run in (the same for both, so the
             speed-up is a fair one), with why it was chosen.
+        release: where the pair came from when it is the release's: ``folder``, ``name``
+            and ``reference`` (each model's release name with 12 hex of its SHA-256),
+            ``fidelity`` (the manifest's measurement of the compressed model), ``test_set``
+            and ``commit``; ``None`` for a pair built or loaded otherwise.
     """
 
     original: nn.Module
@@ -61,6 +72,7 @@ class ModelPair:
     seconds: dict[str, float] = field(default_factory=dict)
     evaluation: dict[str, Any] | None = None
     runtime: Choice = field(default_factory=lambda: Choice("torch", "fp32"))
+    release: dict[str, Any] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -96,8 +108,9 @@ def load_model_pair(model: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.val
                     cache_dir: str | os.PathLike = "artifacts", rebuild: bool = False,
                     reference: str | None = None, progress: bool = True,
                     log: Callable[[str], None] | None = None, runtime: str = "auto",
-                    precision: str = "auto") -> ModelPair:
-    """Get the compressed model (built once, then cached) and its uncompressed reference.
+                    precision: str = "auto", release: str | os.PathLike | None = RELEASE_DIR) -> ModelPair:
+    """Get the compressed model and its uncompressed reference: from the release when it
+    has them, else built once (then cached).
 
     Args:
         model: registry name or artifact path (see the module docstring).
@@ -112,6 +125,10 @@ def load_model_pair(model: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.val
             ``auto``: the fastest known for this CPU at the product's default precision).
             Int8 calibrates both on the default calibration set, each keeping the layers
             its measured int8 plan names in float32 (the dense reference's plan too).
+        release: the release folder to load from when ``model``/``method``/``budget`` are
+            one of its compressed models (and neither ``rebuild`` nor ``reference`` is
+            given); ``None``: never. Its auto choice is int8 only on the CPU kind its plans
+            were measured on (:func:`hscc_mri.release.release_choice`).
 
     Raises:
         hscc_core.ArtifactError: a name/path that is neither a model nor an artifact.
@@ -119,6 +136,10 @@ def load_model_pair(model: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.val
         ValueError: bad method/budget, or the two models disagree on classes or input.
     """
     log = log or _stderr
+    if release is not None and not rebuild and reference is None:
+        pair = _release_pair(Path(release), model, method, budget, runtime, precision, log)
+        if pair is not None:
+            return pair
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     meta = load_metadata(model) if Path(model).is_file() else None
@@ -172,6 +193,88 @@ def load_model_pair(model: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.val
     return ModelPair(original=fast_original, compressed=fast_compressed,
                      report=report, name=_method_name(report, method), reference_name=Path(str(reference)).name,
                      seconds=seconds, evaluation=load_evaluation(artifact), runtime=choice)
+
+
+def _release_pair(folder: Path, model: str, method: str, budget: float, runtime: str, precision: str,
+                  log: Callable[[str], None]) -> ModelPair | None:
+    """The pair from the release in ``folder`` when it holds ``model`` compressed by
+    ``method`` at ``budget``; ``None`` when it does not, or when one of its files fails its
+    check (said in the log: which file, expected and found hash prefix)."""
+    try:
+        rel = load_release(folder)
+    except ReleaseError as e:
+        if (folder / "manifest.json").exists():
+            log(f"{e}; building the models instead")
+        return None
+    key = rel.key_for(budget, method)
+    if key is None or rel.models[REFERENCE]["model"] != model:
+        return None
+    t0 = time.perf_counter()
+    choice = release_choice(rel, [key, REFERENCE], runtime, precision)
+    try:
+        compressed = load_released(rel, key, choice)
+        seconds = {"release_load": time.perf_counter() - t0}
+        t1 = time.perf_counter()
+        original = load_released(rel, REFERENCE, choice)
+        seconds["reference_load"] = time.perf_counter() - t1
+    except ReleaseError as e:
+        log(f"{e}; building {_file_name(rel, key)} instead")
+        return None
+    entry = compressed.entry
+    report = _fill_counts(dict(entry["report"]), original.source, compressed.source)
+    evaluation = None
+    if entry.get("evaluation"):
+        try:
+            rel.verify(entry["evaluation"])
+            evaluation = load_evaluation(compressed.artifact)
+        except ReleaseError as e:
+            log(f"{e}; the page shows no real-test measurement")
+    log(f"loaded {compressed.name} and {original.name} from the release {folder} in "
+        f"{time.perf_counter() - t0:.1f} s; both run in {choice.label} ({choice.reason or 'as asked'}; CPU: "
+        f"{cpu_summary()})")
+    info = {"folder": str(folder), "name": compressed.name, "reference": original.name,
+            "fidelity": rel.fidelity(key), "test_set": rel.manifest.get("test_set"),
+            "commit": rel.manifest["code"]["commit"], "int8": entry.get("int8")}
+    return ModelPair(original=original.model, compressed=compressed.model, report=report,
+                     name=_method_name(report, method), reference_name=rel.models[REFERENCE]["name"],
+                     seconds=seconds, evaluation=evaluation, runtime=choice, release=info)
+
+
+def _file_name(rel: Release, key: str) -> str:
+    """How the log names model ``key`` of ``rel`` (its file, or the reference's name)."""
+    entry = rel.models[key]
+    return entry.get("file") or entry["name"]
+
+
+def _pct(value: float | None, se: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f}%" + (f" ± {100 * se:.1f}" if se is not None else "")
+
+
+def release_note(pair: ModelPair) -> str:
+    """Markdown naming the release model the page runs and its measured fidelity (from the
+    manifest), or why it runs in float; empty for a pair that is not the release's."""
+    info = pair.release
+    if not info:
+        return ""
+    text = f"\n\nModel: `{info['name']}` from the release (reference `{info['reference']}`)"
+    fid, test = info.get("fidelity"), info.get("test_set")
+    if fid and test:
+        text += (f"; measured on {test['n']} labelled real scans ({test['name']}, SHA-256 {test['sha256'][:12]}): "
+                 f"agrees with the uncompressed model on **{_pct(fid['agreement'], fid['agreement_se'])}**, "
+                 f"accuracy {_pct(fid['accuracy'], fid['accuracy_se'])} vs "
+                 f"{_pct(fid['reference_accuracy'], fid['reference_accuracy_se'])} uncompressed (PyTorch FP32")
+        same = (fid.get(f"{pair.runtime.runtime} {pair.runtime.precision}") or {}).get("agreement_same_runtime")
+        if same is not None:
+            se = fid[f"{pair.runtime.runtime} {pair.runtime.precision}"].get("agreement_same_runtime_se")
+            text += f"; both in {pair.runtime.label}: {_pct(same, se)} agreement"
+        text += "; ± bootstrap SE)"
+    else:
+        text += "; not evaluated on a labelled test set"
+    if pair.runtime.precision != "int8" and "not int8" in (pair.runtime.reason or ""):
+        text += f". Runs in {pair.runtime.label}: {pair.runtime.reason.split('not int8: ', 1)[1]}"
+    return text + "."
 
 
 def _fallback(choice: Choice, runtime: str, precision: str, error: Exception) -> Choice | None:

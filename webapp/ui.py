@@ -22,7 +22,7 @@ import gradio as gr
 
 from preprocessing import PASS_THROUGH, Scan, ScanError, is_eight_bit, load_scan
 
-from .models import ModelPair
+from .models import ModelPair, release_note
 from .predict import DEFAULT_REPEATS, compare_slice, comparison_html, label_value, scan_summary
 
 __all__ = ["CSS", "EXAMPLES", "build_demo", "launch", "theme"]
@@ -156,7 +156,7 @@ def _header(pair: ModelPair) -> str:
             f"**compressed** network ({pair.name}: {ratio:.1f}x fewer FLOPs) next to the **uncompressed** "
             f"one ({pair.reference_name}), both running in {pair.runtime.label} on this CPU. Upload DICOM (single or multi-frame), NIfTI (.nii, .nii.gz) "
             f"or PNG/JPEG — or a DICOM series as several files or one .zip; the format is recognised "
-            f"from the content.")
+            f"from the content." + release_note(pair))
 
 
 def build_demo(pair: ModelPair, repeats: int = DEFAULT_REPEATS, temp_ttl_s: int = 300) -> gr.Blocks:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..recipes import DEFAULT_MODEL
+from ..release import RELEASE_DIR
 from ._common import CliError, add_runtime_arguments, set_threads
 
 
@@ -18,7 +18,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "slice and slices for volumes, series and notes for a series; a file that cannot be read gives "
         "{file, error} and the run goes on. Exit status 1 if any file could not be read.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default=DEFAULT_MODEL, help="registry name or artifact path")
+    p.add_argument("--model", default=None,
+                   help="registry name or artifact path (default: the release's default compressed model, the "
+                        "one the app shows)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="the release's compressed model at this FLOPs budget (3 or 6) instead of its default")
+    p.add_argument("--uncompressed", action="store_true",
+                   help="the release's uncompressed reference model (the app's other model)")
+    p.add_argument("--release", default=str(RELEASE_DIR), help="the release folder the default models come from")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.add_argument("--slice", type=int, default=None, help="slice of volumes (default: most brain signal)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per file for latency_ms")
@@ -30,31 +37,74 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import sys
+def resolve_predict_model(args: argparse.Namespace):
+    """The model ``predict`` runs, its runtime choice and how each JSON line names it.
+
+    No ``--model``: the release's model (the app's): its default compressed one, the one at
+    ``--budget``, or with ``--uncompressed`` its reference; every file checked against the
+    manifest first. ``--model NAME|PATH``: that model (a registry name or an artifact).
+
+    Returns:
+        ``(compiled model, its Choice, {"model": name and 12 hex of its SHA-256 (a registry
+        name as is), "runtime", "precision"})``.
+
+    Raises:
+        CliError: a bad combination of options, a model that cannot be loaded, or a
+            release file that fails its check (named with both hash prefixes).
+    """
     from pathlib import Path
 
     from hscc_core import ArtifactError
-    from models import DISPLAY_NAMES
 
     from ..deploy import choose_runtime, deploy
-    from ..inference import predict_file
-    from ..resolve import resolve_model
+    from ..release import REFERENCE, ReleaseError, load_release, load_released, release_choice
+    from ..resolve import is_registry_name, resolve_model
     from ..runtimes import RuntimeUnavailable
+    from ..testset import file_sha256
 
-    set_threads(args.threads)
+    if args.model is not None and (args.uncompressed or args.budget is not None):
+        raise CliError("--model names the model itself: give it without --uncompressed or --budget")
+    if args.uncompressed and args.budget is not None:
+        raise CliError("--uncompressed and --budget exclude each other")
     try:
-        source = resolve_model(args.model)
-        artifact = args.model if Path(args.model).is_file() else None
-        choice = choose_runtime(args.runtime, args.precision, [(source, artifact)])
-        model = deploy(source, choice, artifact=artifact)
+        if args.model is not None:
+            source = resolve_model(args.model)
+            artifact = None if is_registry_name(args.model) else args.model
+            choice = choose_runtime(args.runtime, args.precision, [(source, artifact)])
+            model = deploy(source, choice, artifact=artifact)
+            name = args.model if artifact is None else f"{Path(artifact).name}@{file_sha256(artifact)[:12]}"
+        else:
+            release = load_release(args.release)
+            key = REFERENCE if args.uncompressed else release.key_for(args.budget)
+            if key is None:
+                raise CliError(f"--budget {args.budget:g}: the release {args.release} has the budgets "
+                               f"{', '.join(f'{b:g}' for b in release.budgets())} (--model builds any other)")
+            choice = release_choice(release, [key], args.runtime, args.precision)
+            released = load_released(release, key, choice)
+            model, name = released.model, released.name
+    except ReleaseError as e:
+        raise CliError(f"{e} (hscc-mri release rebuilds the release; --model NAME|PATH runs another model)") from e
     except (ArtifactError, RuntimeUnavailable, ValueError) as e:
         raise CliError(str(e)) from e
-    print(f"running {args.model} in {model.label}" + (f" ({choice.reason})" if choice.reason else ""),
+    return model, choice, {"model": name, "runtime": getattr(model, "runtime", choice.runtime),
+                           "precision": getattr(model, "precision", choice.precision)}
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from models import DISPLAY_NAMES
+
+    from ..inference import predict_file
+
+    set_threads(args.threads)
+    model, choice, model_info = resolve_predict_model(args)  # model_info: {"model", "runtime", "precision"}
+    print(f"running {model_info['model']} in {model.label}" + (f" ({choice.reason})" if choice.reason else ""),
           file=sys.stderr, flush=True)
     failures = 0
     for f in args.files:
         res = predict_file(model, f, slice_index=args.slice, repeats=args.repeats, series=args.series)
+        res.update(model_info)
         failures += "error" in res
         if args.json:
             print(json.dumps(res), flush=True)

@@ -114,3 +114,25 @@ def test_int8_only_on_the_cpu_kind_its_plan_was_measured_on():
         else:
             assert choice.precision != "int8" and "measured on" in choice.reason and "no start-up" in choice.reason
             assert choice.precision == resolve_choice("openvino", "auto").precision
+
+
+def test_predict_runs_what_the_app_shows_and_names_it():
+    """No ``--model``: the release's default compressed model (the app's); ``--budget 3``
+    and ``--uncompressed`` the release's others; each named with 12 hex of its SHA-256."""
+    from tests.mri.test_cli import run_cli
+    from tests.paths import SAMPLE_LABELS, SAMPLES
+
+    release = load_release(RELEASE_DIR)
+    scan = "Te-me_0017.jpg"
+    for args, key in (((), "hscc-6x"), (("--budget", "3"), "hscc-3x"), (("--uncompressed",), REFERENCE)):
+        out = run_cli("predict", *args, "--json", str(SAMPLES / scan))
+        assert out.returncode == 0, out.stderr
+        line = json.loads(out.stdout.splitlines()[0])
+        assert line["label"] == SAMPLE_LABELS[scan]
+        assert f"running {release.name(key)} in " in out.stderr
+        choice = release_choice(release, [key])
+        assert (line["runtime"], line["precision"]) == (choice.runtime, choice.precision)
+    refused = run_cli("predict", "--budget", "4", str(SAMPLES / scan))
+    assert refused.returncode == 2 and "the budgets 3, 6" in refused.stderr
+    both = run_cli("predict", "--model", "vgg16-brain-mri", "--uncompressed", str(SAMPLES / scan))
+    assert both.returncode == 2 and "without --uncompressed" in both.stderr

@@ -99,6 +99,13 @@ def test_page_states_purpose_and_fetches_nothing_from_outside(page):
     page.wait_for_function("document.body.innerText.includes('Te-pi_0014.nii.gz')", timeout=TIMEOUT_MS)
     text = page.inner_text("body")
     assert "not a diagnosis" in text and "Research decision support" in text
+    from hscc_mri.release import load_release
+
+    release = load_release()  # the page names the release model and states its measured fidelity
+    key = release.key_for()
+    fid, test = release.fidelity(key), release.manifest["test_set"]
+    assert release.name(key) in text and f"measured on {test['n']} labelled real scans ({test['name']}" in text
+    assert f"agrees with the uncompressed model on {100 * fid['agreement']:.1f}%" in text
     for name in ("Te-gl_0010.jpg", "Te-me_0016.dcm", "Te-gl_0010_multiframe.dcm", "Te-pi_0014.nii.gz"):
         assert name in text  # the example scans are on the page
     page.wait_for_timeout(2000)  # late requests (fonts, analytics) would come now; the page keeps a stream open

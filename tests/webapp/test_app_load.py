@@ -4,19 +4,16 @@ Loopback only, a bounded number of requests and a bounded time.
 """
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from hscc_mri.cache import cache_path
-
 from tests.webapp.app_server import ARTIFACTS, start_app, startup_seconds, stop_app
 from tests.paths import SAMPLE_LABELS, SAMPLES
 
-# A real app server; the session's first app start compresses VGG16 once.
+# A real app server started from the release (no build, no quantisation).
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 N_CLIENTS = 6
@@ -50,9 +47,11 @@ def test_concurrent_requests_all_succeed(app_server):
         assert 'id="latency-compressed"' in res["html"] and 'id="latency-original"' in res["html"]
 
 
-def test_restart_loads_cached_model_and_cleans_temporary_files(app_server, tmp_path):
-    """A second start with the same cache folder loads the compressed model instead of
-    building it; uploads do not outlive the server."""
+def test_restart_loads_the_release_and_cleans_temporary_files(app_server, tmp_path):
+    """Both starts load the default models from the release (nothing is compressed or
+    quantised); uploads do not outlive the server."""
+    from hscc_mri.release import load_release
+
     temp = tmp_path / "gradio-tmp"
     server = start_app(app_server.cache_dir, temp, ARTIFACTS / "app-server-restart.log", timeout=300)
     try:
@@ -63,13 +62,12 @@ def test_restart_loads_cached_model_and_cleans_temporary_files(app_server, tmp_p
         assert list(temp.rglob(upload.name)), "the upload should be in Gradio's temp folder while serving"
     finally:
         assert stop_app(server) == 0, server.log()[-2000:]
-    times = startup_seconds(server.log())
-    assert "cache" in times and "build" not in times, server.log()[-2000:]
     assert not [p for p in temp.rglob("*") if p.is_file()], "Gradio's temporary files outlived the server"
     assert "patient_named_upload" not in server.log()  # file names are not logged
-    first = startup_seconds(app_server.log())
-    if not os.environ.get("HSCC_APP_CACHE"):
-        assert "build" in first, app_server.log()[-2000:]  # a plain run exercised the cold start
-    print(f"\napp start: first {app_server.startup_s:.0f} s {first}, restart {server.startup_s:.0f} s {times}")
-    cached = cache_path("vgg16-brain-mri", "hscc", 6.0, app_server.cache_dir)  # the app's defaults
-    assert cached.is_file() and cached.with_suffix(".json").is_file() and cached.name in server.log()
+    release = load_release()
+    for start in (app_server, server):
+        log = start.log()
+        assert "loaded from the release" in log and release.name(release.key_for()) in log, log[-2000:]
+        assert not startup_seconds(log) and "quantis" not in log and "building" not in log, log[-2000:]
+    assert not any(app_server.cache_dir.iterdir())  # nothing built or kept
+    print(f"\napp start from the release: first {app_server.startup_s:.0f} s, restart {server.startup_s:.0f} s")

@@ -241,3 +241,54 @@ def test_an_automatic_int8_start_that_fails_falls_back_to_float_and_an_asked_one
     assert missing is not None and (missing.runtime, missing.precision) == ("torch", "fp32")
     assert _fallback(Choice("openvino", "fp32"), "openvino", "auto", RuntimeUnavailable("x")) is None
     assert _fallback(Choice("openvino", "fp32"), "auto", "auto", RuntimeError("a bug")) is None
+
+
+def test_the_pair_comes_from_the_release_and_a_changed_file_is_built_instead(tmp_path):
+    """A release holding the asked model: the pair is loaded from it (nothing built) and the
+    page names the release model and its measured fidelity; after a byte of its compressed
+    model changes, the log names the file with both hash prefixes and the pair is built
+    through the cache instead (the changed file is never run)."""
+    import shutil
+
+    from hscc_mri.cache import cache_path
+    from hscc_mri.release import make_release
+    from models import _registry
+    from webapp.models import load_model_pair, release_note
+    from webapp.ui import _header
+
+    from tests.mri.test_cache import TINY, _tiny
+    from tests.paths import MINI_TESTING
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(_registry._BUILDERS, TINY, _tiny)
+        folder = tmp_path / "release"
+        manifest = make_release(folder, MINI_TESTING, model=TINY, budgets=(1.5,), cache_dir=tmp_path / "built",
+                                calibration={"views": 1, "phantoms": 2}, int8=False, n_bootstrap=20, progress=False,
+                                command="test", log=lambda _m: None)
+        messages: list[str] = []
+        cache = tmp_path / "app-cache"
+        pair = load_model_pair(TINY, "hscc", 1.5, cache, progress=False, log=messages.append, release=folder)
+        assert "release_load" in pair.seconds and not cache.exists()  # nothing built
+        name = f"{TINY}-hscc-1.5x@{manifest['models']['hscc-1.5x']['sha256'][:12]}"
+        assert pair.release["name"] == name and name in messages[-1]
+        fid = manifest["models"]["hscc-1.5x"]["fidelity"]
+        note = release_note(pair)
+        assert name in note and f"{100 * fid['agreement']:.1f}%" in note
+        assert note in _header(pair) and pair.evaluation is not None
+        image = load_scan(SAMPLES / "Te-gl_0010.jpg").image()
+        assert 'id="real-test"' in comparison_html(compare_slice(pair, image, repeats=1, eight_bit=True), pair)
+
+        tampered = tmp_path / "tampered"
+        shutil.copytree(folder, tampered)
+        file = tampered / manifest["models"]["hscc-1.5x"]["file"]
+        data = bytearray(file.read_bytes())
+        data[-100] ^= 0x40
+        file.write_bytes(bytes(data))
+        messages.clear()
+        pair = load_model_pair(TINY, "hscc", 1.5, cache, progress=False, log=messages.append, release=tampered)
+        expected = manifest["files"][file.name]["sha256"][:12]
+        refusal = next(m for m in messages if "corrupt" in m)
+        assert f"{file} is corrupt or was changed" in refusal and f"{expected}… expected" in refusal
+        assert f"building {file.name} instead" in refusal
+        assert pair.release is None and "compressed_build" in pair.seconds
+        assert cache_path(TINY, "hscc", 1.5, cache).is_file()
