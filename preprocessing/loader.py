@@ -31,7 +31,7 @@ from .readers import HEAD_BYTES, find_reader
 from .readers.series import read_series
 from .scan import Scan, check_pixels
 
-__all__ = ["ScanSource", "load_scan", "load_series"]
+__all__ = ["ScanSource", "group_uploads", "load_scan", "load_series"]
 
 #: What :func:`load_scan` accepts: one path (file, folder, zip) or several files.
 ScanSource = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
@@ -131,6 +131,45 @@ def load_series(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
         scan = read_series(source, series=series)
         check_pixels(scan.data, scan.name or name)
     return _select(scan, slice_index)
+
+
+def group_uploads(paths: Sequence[str | os.PathLike[str]]) -> list[str | list[str]]:
+    """Split files given together (several uploads) into what is read together.
+
+    Only DICOM files form a series: they stay together as one list (at the place of the
+    first of them). Every other file — a JPEG, a PNG, a NIfTI volume, a zip, something
+    unreadable — is a source of its own, so that several single images given together are
+    each read on their own instead of being refused as "no DICOM series".
+
+    Args:
+        paths: The files, in the order given.
+
+    Returns:
+        Sources for :func:`load_scan`, in the order given: a path, or a list of DICOM paths.
+    """
+    groups: list[str | list[str]] = []
+    dicom: list[str] = []
+    for raw in paths:
+        path = os.fspath(raw)
+        if _is_dicom_file(Path(path)):
+            if not dicom:
+                groups.append(dicom)
+            dicom.append(path)
+        else:
+            groups.append(path)
+    return [g[0] if isinstance(g, list) and len(g) == 1 else g for g in groups]
+
+
+def _is_dicom_file(p: Path) -> bool:
+    try:
+        if not p.is_file():
+            return False
+        with open(p, "rb") as f:
+            head = f.read(HEAD_BYTES)
+    except OSError:
+        return False
+    reader = find_reader(head, p) if not is_zip(head) else None
+    return reader is not None and reader.name == "dicom"
 
 
 def _select(scan: Scan, slice_index: int | None) -> Scan:

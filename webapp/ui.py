@@ -20,7 +20,7 @@ from typing import Sequence
 
 import gradio as gr
 
-from preprocessing import PASS_THROUGH, Scan, ScanError, is_eight_bit, load_scan
+from preprocessing import PASS_THROUGH, Scan, ScanError, group_uploads, is_eight_bit, load_scan
 
 from .models import ModelPair, release_note
 from .predict import DEFAULT_REPEATS, compare_slice, comparison_html, label_value, scan_summary
@@ -82,14 +82,24 @@ def _unexpected(e: BaseException) -> str:
                          "Please try another file.")
 
 
-def _source(path: str | Sequence[str] | None) -> str | list[str] | None:
-    """One path, or the list of several uploaded files (a DICOM series); ``None`` if empty."""
+def _sources(path: str | Sequence[str] | None) -> list[str | list[str]]:
+    """What the upload holds, each read on its own: single files, and the DICOM files
+    together as one series (:func:`preprocessing.group_uploads`); ``[]`` if empty."""
     if path is None or isinstance(path, str):
-        return path or None
-    paths = [str(p) for p in path if p]
-    if not paths:
-        return None
-    return paths[0] if len(paths) == 1 else paths
+        return [path] if path else []
+    return group_uploads([str(p) for p in path if p])
+
+
+def _upload_name(source: str | list[str]) -> str:
+    first = source[0] if isinstance(source, list) else source
+    more = f" and {len(source) - 1} more DICOM files" if isinstance(source, list) else ""
+    return html.escape(Path(first).name) + more
+
+
+def _uploads_listing(rows: list[str]) -> str:
+    """The list of every upload's result, shown when several were given together."""
+    items = "".join(f"<li>{row}</li>" for row in rows)
+    return f'<ul id="uploads" class="hscc-uploads">{items}</ul>'
 
 
 def analyse_file(path: str | Sequence[str] | None, pair: ModelPair, repeats: int = DEFAULT_REPEATS) -> tuple:
@@ -108,11 +118,13 @@ def analyse_file(path: str | Sequence[str] | None, pair: ModelPair, repeats: int
         uncompressed label, comparison HTML)``. A file that cannot be read gives its
         :class:`~preprocessing.ScanError` message as the status and empty results.
     """
-    source = _source(path)
-    if source is None:
+    sources = _sources(path)
+    if not sources:
         return _empty(WELCOME)
+    if len(sources) > 1:
+        return _analyse_several(sources, pair, repeats)
     try:
-        scan = load_scan(source)
+        scan = load_scan(sources[0])
         outputs = _outputs_for(pair, scan, None, repeats)
     except ScanError as e:
         gr.Warning(str(e))
@@ -121,11 +133,44 @@ def analyse_file(path: str | Sequence[str] | None, pair: ModelPair, repeats: int
         raise
     except BaseException as e:  # noqa: BLE001  (keep serving, even after a decoder's panic)
         return _empty(_unexpected(e))
+    return _shown(scan, outputs)
+
+
+def _shown(scan: Scan, outputs: tuple, status: str | None = None) -> tuple:
     volume = scan.is_volume and scan.num_slices > 1
     slider = gr.Slider(visible=volume, minimum=0, maximum=max(scan.num_slices - 1, 1), step=1,
                        value=scan.slice_index or 0, interactive=True,
                        label=f"Slice (0–{scan.num_slices - 1}); default {scan.slice_index}" if volume else "Slice")
-    return (scan, slider, scan_summary(scan), *outputs)
+    return (scan, slider, status or scan_summary(scan), *outputs)
+
+
+def _analyse_several(sources: list[str | list[str]], pair: ModelPair, repeats: int) -> tuple:
+    """Several uploads that are not one series: each is classified on its own and listed;
+    the page shows the last one that could be read (the newest upload)."""
+    rows, shown = [], None
+    for source in sources:
+        name = _upload_name(source)
+        try:
+            scan = load_scan(source)
+            outputs = _outputs_for(pair, scan, None, repeats)
+        except ScanError as e:
+            rows.append(f"<b>{name}</b>: cannot be used. {html.escape(str(e))}")
+            continue
+        except PASS_THROUGH:
+            raise
+        except BaseException as e:  # noqa: BLE001
+            rows.append(f"<b>{name}</b>: {_unexpected(e)}")
+            continue
+        best_c, best_o = (max(labels, key=labels.get) for labels in outputs[1:3])
+        rows.append(f"<b>{name}</b>: compressed <b>{html.escape(best_c)}</b> ({outputs[1][best_c]:.3f}), "
+                    f"uncompressed <b>{html.escape(best_o)}</b> ({outputs[2][best_o]:.3f})")
+        shown = (scan, outputs, name)
+    listing = _uploads_listing(rows)
+    if shown is None:
+        return _empty(_error_banner("None of the files given together could be used.") + listing)
+    scan, outputs, name = shown
+    status = f"{len(sources)} uploads, each classified on its own; showing **{name}**: {scan_summary(scan)}"
+    return _shown(scan, outputs, status + listing)
 
 
 def analyse_slice(index: float, scan: Scan | None, pair: ModelPair, repeats: int = DEFAULT_REPEATS) -> tuple:

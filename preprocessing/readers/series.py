@@ -198,24 +198,36 @@ def _orientation_key(ds: Dataset) -> tuple[float, ...] | None:
     return tuple(round(v, 3) for v in iop) if iop else None
 
 
+#: Words scanners put in a localiser's Series Description.
+_LOCALISER_WORDS = ("LOCALIZER", "LOCALISER", "SCOUT", "SURVEY", "3-PLANE", "3PLANE", "3 PLANE", "TRI-PILOT")
+
+
 def _is_localiser(ds: Dataset) -> bool:
+    """A localiser by its header: *Image Type* or *Series Description* says so."""
     value = ds.get("ImageType") or []
     values = [value] if isinstance(value, str) else list(value)
-    return any("LOCALIZER" in str(v).upper() for v in values)
+    if any("LOCALIZER" in str(v).upper() for v in values):
+        return True
+    description = str(ds.get("SeriesDescription") or "").upper()
+    return any(word in description for word in _LOCALISER_WORDS)
 
 
 def _split_localisers(slices: list[_Slice]) -> tuple[list[_Slice], list[_Slice]]:
-    """``(images, localisers)``: by Image Type, then by a minority orientation."""
-    images = [s for s in slices if not _is_localiser(s.ds)]
-    localisers = [s for s in slices if _is_localiser(s.ds)]
-    keys = Counter(_orientation_key(s.ds) for s in images)
-    if len(keys) > 1:
-        majority, count = keys.most_common(1)[0]
-        others = len(images) - count
-        if count >= 2 * others:
-            localisers += [s for s in images if _orientation_key(s.ds) != majority]
-            images = [s for s in images if _orientation_key(s.ds) == majority]
-    return images, localisers
+    """``(images, localisers)`` of one series, by Image Type and Series Description. A slice
+    in another orientation is not dropped here: the series is refused, naming it."""
+    return [s for s in slices if not _is_localiser(s.ds)], [s for s in slices if _is_localiser(s.ds)]
+
+
+def _geometric_localisers(groups: list[list[_Slice]]) -> set[int]:
+    """Indices of series that are localisers by geometry: at most three slices, in other
+    orientations than the largest series, when such a larger series exists."""
+    if len(groups) < 2:
+        return set()
+    main = max(range(len(groups)), key=lambda i: len(groups[i]))
+    main_key = _orientation_key(groups[main][0].ds)
+    return {i for i, g in enumerate(groups)
+            if i != main and len(g) <= 3 < len(groups[main]) and main_key is not None
+            and all(_orientation_key(s.ds) not in (main_key, None) for s in g)}
 
 
 # ------------------------------------------------------------------------ the reader
@@ -266,8 +278,11 @@ def _group(slices: list[_Slice]) -> tuple[list[SeriesInfo], int]:
         groups.setdefault(str(s.ds.get("SeriesInstanceUID") or ""), []).append(s)
     found = []
     only_localisers = 0
-    for uid, members in groups.items():
+    by_geometry = _geometric_localisers(list(groups.values()))
+    for k, (uid, members) in enumerate(groups.items()):
         images, localisers = _split_localisers(members)
+        if k in by_geometry:
+            images, localisers = [], members
         if not images:
             only_localisers += len(localisers)
             continue
@@ -342,6 +357,12 @@ def _checked(ordered: list[_Slice], steps: np.ndarray, q: str, unit: str
         raise ScanError(f"{q} has two or more slices at the same position (several echoes, time "
                         "points or a copied file?); please export one 3-D series.")
     usual = float(np.median(steps)) if unit else 1.0
+    small = np.flatnonzero(steps < usual / _GAP_FACTOR) if unit else np.array([], int)
+    if small.size:
+        i = int(small[0])
+        raise ScanError(f"{q} has uneven slice spacing: slices {i} and {i + 1} are {steps[i]:.2f} mm apart "
+                        f"instead of {usual:.2f} mm (a slice from another acquisition?). Please export the "
+                        "series again.")
     big = np.flatnonzero(steps > _GAP_FACTOR * usual)
     if big.size:
         i = int(big[0])
@@ -404,10 +425,19 @@ def read_series(source: Path | Sequence[Path], *, series: int | str | None = Non
         listed = ", ".join(f"{c}×{r}" for r, c in sorted(sizes))
         raise ScanError(f"{q}: the slices of series {chosen.label()} have different sizes ({listed}) "
                         "and cannot form one volume. Please export the series again.")
-    if len({_orientation_key(s.ds) for s in images}) > 1:
+    orientations = Counter(_orientation_key(s.ds) for s in images)
+    if len(orientations) > 1:
+        usual = orientations.most_common(1)[0][0]
+        odd = [s for s in images if _orientation_key(s.ds) != usual]
+        if len(odd) == 1:
+            raise ScanError(f"{q}: in series {chosen.label()} one slice (instance "
+                            f"{_clean(odd[0].ds.get('InstanceNumber')) or '?'}) is tilted: its orientation "
+                            "differs from the others (an oblique slice), so they cannot form one volume. "
+                            "Please export the series without it.")
         raise ScanError(f"{q}: the slices of series {chosen.label()} lie in different orientations "
                         "(e.g. axial and sagittal mixed), so they cannot form one volume. Please "
                         "export one series per orientation.")
+    _check_consistent(images, chosen, q)
     if len(images) > MAX_SIDE:
         raise ScanError(f"{q} has {len(images):,} slices, more than the {MAX_SIDE} accepted.")
     check_dimensions((len(images), int(first.Rows), int(first.Columns)), name,
@@ -424,6 +454,22 @@ def read_series(source: Path | Sequence[Path], *, series: int | str | None = Non
     scan = Scan(data=volume, spacing=(dz, dy, dx), orientation="LPS/patient", source_format="dicom",
                 tags=tags, name=name)
     return _with_series(scan, chosen, notes, name)
+
+
+def _check_consistent(images: list[_Slice], chosen: SeriesInfo, q: str) -> None:
+    """Refuse slices that do not belong to one volume: other pixel spacings or bit depths."""
+    spacings = {tuple(round(v, 4) for v in (_floats(s.ds.get("PixelSpacing"), 2) or ())) for s in images}
+    if len(spacings) > 1:
+        listed = ", ".join(" × ".join(f"{v:g}" for v in sp) + " mm" if sp else "none stated"
+                           for sp in sorted(spacings))
+        raise ScanError(f"{q}: the slices of series {chosen.label()} have different pixel spacings "
+                        f"({listed}), so they do not form one volume. Please export the series again.")
+    depths = {(s.ds.get("BitsAllocated"), s.ds.get("BitsStored"), s.ds.get("PixelRepresentation")) for s in images}
+    if len(depths) > 1:
+        listed = ", ".join(sorted({f"{b} bits" for _a, b, _r in depths}))
+        raise ScanError(f"{q}: the slices of series {chosen.label()} are stored with different bit depths "
+                        f"or signs ({listed}), so they do not belong to one export. Please export the "
+                        "series again.")
 
 
 def _fallback_dz(ds: Dataset) -> float:
