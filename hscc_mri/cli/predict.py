@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any, Iterator
 
 from ..release import RELEASE_DIR
 from ._common import CliError, add_runtime_arguments, set_threads
@@ -14,9 +15,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "predict", help="classify scan files (DICOM, NIfTI, PNG/JPEG) or DICOM series (folder, .zip)",
         description="Classify each FILE and print one result per file. A FILE may also be a folder or "
         ".zip of one DICOM series (slices sorted by position). With --json, one JSON object "
-        "per line: file, label, probabilities (class -> p), latency_ms (median model time, batch 1), "
-        "slice and slices for volumes, series and notes for a series; a file that cannot be read gives "
-        "{file, error} and the run goes on. Exit status 1 if any file could not be read.",
+        "per line, in input order, each printed as soon as it is known: file, label, probabilities "
+        "(class -> p), runtime, precision, latency_ms only with --timing/--repeats (median model time of "
+        "the scan alone, batch 1), slice and slices for volumes, series and notes for a series; a file that "
+        "cannot be read gives {file, error} and the run goes on. Files are read ahead while the model runs "
+        "and classified in batches; a long run shows its progress on stderr. Exit status 1 if any file "
+        "could not be read, 130 when interrupted (the lines printed so far are complete).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default=None,
                    help="registry name or artifact path (default: the release's default compressed model, the "
@@ -28,7 +32,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--release", default=str(RELEASE_DIR), help="the release folder the default models come from")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.add_argument("--slice", type=int, default=None, help="slice of volumes (default: most brain signal)")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per file for latency_ms")
+    p.add_argument("--timing", action="store_true",
+                   help="measure each scan's latency_ms (alone, batch 1; --repeats timed runs, default 5)")
+    p.add_argument("--repeats", type=int, default=0,
+                   help="timed runs per scan for latency_ms (0: no timing unless --timing; any timing runs "
+                        "the scans one at a time)")
+    p.add_argument("--batch-size", type=int, default=16, help="most scans per model call (1: one at a time)")
+    p.add_argument("--readers", type=int, default=1,
+                   help="threads reading scans ahead while the model runs (0: read in turn)")
     p.add_argument("--series", default=None,
                    help="for a folder/zip holding several series: its number in the listing or its description")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (PyTorch and the runtime)")
@@ -93,25 +104,57 @@ def resolve_predict_model(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from models import DISPLAY_NAMES
-
-    from ..inference import predict_file
+    from ..batch_predict import predict_files
 
     set_threads(args.threads)
     model, choice, model_info = resolve_predict_model(args)  # model_info: {"model", "runtime", "precision"}
     print(f"running {model_info['model']} in {model.label}" + (f" ({choice.reason})" if choice.reason else ""),
           file=sys.stderr, flush=True)
+    if args.batch_size < 1 or args.repeats < 0 or args.readers < 0:
+        raise CliError("--batch-size must be at least 1, --repeats and --readers at least 0")
+    repeats = args.repeats or (5 if args.timing else 0)
+    results = predict_files(model, args.files, slice_index=args.slice, series=args.series,
+                            batch_size=args.batch_size, readers=args.readers, repeats=repeats)
+    return _print_results(results, len(args.files), args.json)
+
+
+#: Runs of at least this many files show their progress on stderr.
+PROGRESS_MIN_FILES = 20
+
+
+def _print_results(results: Iterator[dict[str, Any]], total: int, as_json: bool) -> int:
+    """Print each result line as it comes (flushed, so an interrupted run keeps every line
+    printed), with progress on stderr for a long run; exit status 1 if any file failed."""
+    import sys
+
+    from hscc_core.progress import progress_bar
+    from models import DISPLAY_NAMES
+
     failures = 0
-    for f in args.files:
-        res = predict_file(model, f, slice_index=args.slice, repeats=args.repeats, series=args.series)
-        res.update(model_info)
-        failures += "error" in res
-        if args.json:
-            print(json.dumps(res), flush=True)
-        elif "error" in res:
-            print(f"{f}: ERROR {res['error']}", flush=True)
-        else:
-            p = res["probabilities"][res["label"]]
-            print(f"{f}: {DISPLAY_NAMES.get(res['label'], res['label'])} (p={p:.3f}, "
-                  f"{res['latency_ms']:.1f} ms)", flush=True)
+    redraw = total >= PROGRESS_MIN_FILES and _is_terminal(sys.stderr) and _is_terminal(sys.stdout)
+    with progress_bar(total=total, unit="scan", desc="predict", disable=total < PROGRESS_MIN_FILES,
+                      leave=True) as bar:
+        for res in results:
+            failures += "error" in res
+            if as_json:
+                line = json.dumps(res)
+            elif "error" in res:
+                line = f"{res['file']}: ERROR {res['error']}"
+            else:
+                p = res["probabilities"][res["label"]]
+                ms = f", {res['latency_ms']:.1f} ms" if "latency_ms" in res else ""
+                line = f"{res['file']}: {DISPLAY_NAMES.get(res['label'], res['label'])} (p={p:.3f}{ms})"
+            if redraw:  # the bar on the same terminal: tqdm.write clears it and redraws it below the line
+                bar.write(line, file=sys.stdout)
+            else:
+                print(line)
+            sys.stdout.flush()
+            bar.update(1)
     return 1 if failures else 0
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,221 @@
+"""Many scans through one model: read ahead, batch the inference, answer in input order.
+
+The offline laptop's daily job is a folder of scans. One scan at a time, each timed with
+repeated passes, leaves the cores idle while a file is decoded and runs the model several
+times per scan. Here a reader thread reads and preprocesses the next files
+(:func:`hscc_mri.inference.read_scan_input`) while the model runs, and the model takes
+the inputs read so far as one batch (up to ``batch_size``): every compiled runtime here
+takes a dynamic batch (the ONNX export's batch axis is dynamic, and OpenVINO and ONNX
+Runtime keep it), and a batch amortises the per-call overhead and feeds both cores.
+
+Results come back as a generator, one dict per file, **in input order**, each as soon as
+it is known: the model takes whatever has been read when it is free (at least one
+input, never waiting for a full batch), so a slow source still yields line by line and a
+fast one gives full batches. A file that cannot be read gives ``{file, error}`` in its
+place and the run goes on.
+
+Latency is measured only when asked (``repeats > 0``): then each scan is run alone, one
+warm-up and ``repeats`` timed batch-1 passes, and ``latency_ms`` is their median (the
+single-scan latency a user of the app sees). A batch's wall time divided by its size is
+a throughput, not a scan's latency, so untimed results carry no ``latency_ms``.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .inference import ScanInput, predict_tensor, read_scan_input, result_line
+
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_READERS", "ReadAhead", "predict_files"]
+
+#: Most inputs per model call. Larger batches gain little on a CPU once both cores are
+#: busy and delay the first lines; 16 inputs of 3 x 240 x 240 are 11 MB.
+DEFAULT_BATCH_SIZE = 16
+#: Reader threads. Reading and preprocessing a 512 x 512 JPEG takes ~5 ms against tens of
+#: ms of inference per scan, so on 2 cores one reader keeps ahead without taking a core
+#: from the model (measured in scripts/predict_throughput.py; see the README).
+DEFAULT_READERS = 1
+
+
+class ReadAhead:
+    """Reads ``paths`` with ``read`` in ``workers`` daemon threads, at most ``depth`` files
+    ahead of the consumer; :meth:`futures` gives one future per path, in order.
+
+    Daemon threads and a bounded look-ahead: an interrupted run neither waits for the
+    files still queued nor leaves a non-daemon thread that keeps the process alive.
+    ``read`` must not raise (:func:`hscc_mri.inference.read_scan_input` turns every read
+    error into the item's ``error``); if it does, the future carries the exception.
+    """
+
+    def __init__(self, paths: Sequence[str], read: Callable[[str], ScanInput], workers: int = DEFAULT_READERS,
+                 depth: int = 2 * DEFAULT_BATCH_SIZE) -> None:
+        if workers < 1 or depth < 1:
+            raise ValueError(f"workers and depth must be at least 1, got {workers} and {depth}")
+        self._read = read
+        self._futures: list[Future] = [Future() for _ in paths]
+        self._todo: queue.SimpleQueue = queue.SimpleQueue()
+        for item in zip(paths, self._futures):
+            self._todo.put(item)
+        self._room = threading.Semaphore(depth)  # one slot per read result not yet taken
+        self._stop = threading.Event()
+        self._workers = workers
+        for i in range(workers):
+            threading.Thread(target=self._work, name=f"scan-reader-{i}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            self._room.acquire()
+            if self._stop.is_set():
+                return
+            try:
+                path, future = self._todo.get_nowait()
+            except queue.Empty:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._read(path))
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer, who decides
+                future.set_exception(e)
+
+    def futures(self) -> Iterator[Future]:
+        """The futures in input order; taking one frees room for the readers to read on."""
+        for future in self._futures:
+            yield future
+            self._room.release()
+
+    def close(self) -> None:
+        """Stop reading: queued files are cancelled, the readers exit after their current file."""
+        self._stop.set()
+        for future in self._futures:
+            future.cancel()
+        for _ in range(self._workers):
+            self._room.release()
+
+
+def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    # A PyTorch model prepared by optimize_for_inference has channels-last weights; hand
+    # it the batch in that layout as the timers do (compiled models take any layout).
+    weight = next((p for p in model.parameters() if p.dim() == 4), None)
+    if weight is not None and not weight.is_contiguous():
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        return torch.softmax(model(x).float(), dim=1)
+
+
+class _Batcher:
+    """Runs batches through ``model``; per item when the model refuses a batch."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.batched = True
+
+    def probabilities(self, xs: list[torch.Tensor]) -> list[list[float]]:
+        if self.batched and len(xs) > 1:
+            try:
+                return _forward(self.model, torch.stack(xs)).tolist()
+            except (RuntimeError, ValueError):
+                # A graph exported or compiled with a fixed batch of 1 (not ours: every
+                # runtime here keeps the export's dynamic batch axis) refuses N > 1; run
+                # such a model one input at a time from here on. A real failure of the
+                # model fails again below, on one input, and propagates.
+                self.batched = False
+        return [_forward(self.model, x.unsqueeze(0))[0].tolist() for x in xs]
+
+
+def predict_files(model: nn.Module, files: Sequence[str], slice_index: int | None = None,
+                  series: int | str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                  readers: int = DEFAULT_READERS, repeats: int = 0) -> Iterator[dict[str, Any]]:
+    """Classify ``files`` with ``model``, yielding one result dict per file in input order,
+    each as soon as it is known.
+
+    Args:
+        model: a PyTorch or compiled model with ``spec`` (:func:`hscc_mri.deploy.deploy`).
+        files: scan files, or folders/``.zip`` files of one DICOM series each.
+        slice_index, series: as for :func:`hscc_mri.inference.read_scan_input`.
+        batch_size: most inputs per model call (1: one at a time).
+        readers: reader threads (0: read in the calling thread, nothing ahead).
+        repeats: 0 for no timing; else each scan runs alone, one warm-up and ``repeats``
+            timed batch-1 passes, and its line has ``latency_ms`` (their median).
+
+    Yields:
+        The lines of :func:`hscc_mri.inference.result_line`: ``file``, ``label``,
+        ``probabilities``, ``runtime``, ``precision``, ``latency_ms`` when timed, and
+        ``slice``/``slices``/``series``/``notes`` as the scan has them; or ``{file, error}``.
+        Probabilities equal those of :func:`hscc_mri.inference.predict_file` up to the
+        float rounding of a batched call (measured below 1e-6 on the registry models).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+    def read(path: str) -> ScanInput:
+        return read_scan_input(path, model.spec, slice_index, series)
+
+    if readers < 1:
+        done = (_done(read(str(f))) for f in files)
+        yield from _classify(model, done, 1 if repeats else batch_size, repeats)
+        return
+    ahead = ReadAhead([str(f) for f in files], read, workers=readers, depth=max(2 * batch_size, readers))
+    try:
+        yield from _classify(model, ahead.futures(), 1 if repeats else batch_size, repeats)
+    finally:  # also on Ctrl+C or when the caller stops early: stop reading
+        ahead.close()
+
+
+def _done(item: ScanInput) -> Future:
+    future: Future = Future()
+    future.set_result(item)
+    return future
+
+
+def _classify(model: nn.Module, futures: Iterator[Future], batch_size: int,
+              repeats: int) -> Iterator[dict[str, Any]]:
+    """Take read inputs in order; run whatever is read (at least one, at most
+    ``batch_size``) as one batch; yield the lines in order."""
+    batcher = _Batcher(model)
+    waiting: Future | None = None
+    while True:
+        head = waiting or next(futures, None)
+        waiting = None
+        if head is None:
+            return
+        pending: list[ScanInput] = [head.result()]  # blocks for the next file only
+        inputs = int(pending[0].x is not None)
+        while inputs < batch_size:  # then take what is already read, never wait for more
+            nxt = next(futures, None)
+            if nxt is None:
+                break
+            if not nxt.done():
+                waiting = nxt
+                break
+            pending.append(nxt.result())
+            inputs += pending[-1].x is not None
+        yield from _answer(model, batcher, pending, repeats)
+
+
+def _answer(model: nn.Module, batcher: _Batcher, pending: list[ScanInput],
+            repeats: int) -> Iterator[dict[str, Any]]:
+    """The lines of ``pending`` in order: unreadable files before the first input at once,
+    the rest after the model has run."""
+    first = next((i for i, item in enumerate(pending) if item.x is not None), len(pending))
+    for item in pending[:first]:
+        yield result_line(model, item)
+    rest = pending[first:]
+    if not rest:
+        return
+    if repeats:
+        for item in rest:
+            if item.x is None:
+                yield result_line(model, item)
+            else:
+                timed = predict_tensor(model, item.x, repeats)
+                yield result_line(model, item, list(timed["probabilities"].values()), timed["latency_ms"])
+        return
+    probs = iter(batcher.probabilities([item.x for item in rest if item.x is not None]))
+    for item in rest:
+        yield result_line(model, item, next(probs) if item.x is not None else None)
