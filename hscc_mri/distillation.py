@@ -1,0 +1,141 @@
+"""Faithful distillation of a compressed model on real scans (the lab side of
+:func:`hscc_core.function_matching`).
+
+What the product adds to the library: reading the training pool (e.g. the data set's
+``Training/`` folder, labels unused) and the selection half of ``Testing/`` through the
+model's own input contract, the default settings (:data:`DEFAULT_MATCHING`), the
+arithmetic this CPU does fastest, and writing the distilled artifact with a report that
+holds the whole curve. Every choice is made on the selection half; the report half is
+evaluated once per final candidate (``hscc-mri evaluate``), never here.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+import hscc_core
+from hscc_core import MatchingConfig, ViewConfig
+
+from .calibration import balanced_files
+from .resolve import load_model, save_model_with_report
+from .testset import TestSet, load_test_set
+
+__all__ = ["DEFAULT_MATCHING", "distil_artifact", "native_bf16", "read_pool"]
+
+#: The schedule ``hscc-mri distill`` runs unless told otherwise: batches of 32 views of
+#: ``Training/`` scans, one pass over the pool an epoch, a peak learning rate of 2e-4 with a
+#: cosine decay, temperature 2 and the feature term at half weight.
+DEFAULT_MATCHING = MatchingConfig(epochs=12, batch_size=32, lr=2e-4, warmup_steps=30, temperature=2.0,
+                                  feature_weight=0.5, views=ViewConfig(), checkpoint_every=25)
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 / AMX): training in bf16
+    autocast is then about twice as fast; elsewhere it is emulated and slower."""
+    from .training import autocast_dtype
+
+    return autocast_dtype("auto", torch.device("cpu")) is torch.bfloat16
+
+
+def read_pool(folder: str | os.PathLike, spec: Any, max_scans: int | None = None, seed: int = 0,
+              progress: bool = True) -> TestSet:
+    """The scans under ``folder`` (class folders; labels kept but never used in the loss) in
+    ``spec``'s input layout, at most ``max_scans`` of them balanced over classes."""
+    data = load_test_set(folder, spec, progress=progress)
+    if max_scans is None or max_scans >= len(data):
+        return data
+    chosen = balanced_files([Path(f) for f in data.files], max_scans, seed)
+    keep = {p.as_posix() for p in chosen}
+    index = torch.tensor([i for i, f in enumerate(data.files) if f in keep])
+    return replace(data, inputs=data.inputs[index], labels=data.labels[index],
+                   files=[data.files[i] for i in index.tolist()])
+
+
+def distil_artifact(artifact: str | os.PathLike, pool_dir: str | os.PathLike, select_dir: str | os.PathLike,
+                    out: str | os.PathLike | None, config: MatchingConfig = DEFAULT_MATCHING,
+                    teacher: str | None = None, checkpoint: str | os.PathLike | None = None,
+                    pool_scans: int | None = None,
+                    device: str | torch.device = "cpu", time_limit_s: float | None = None, progress: bool = True,
+                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Distil the compressed model at ``artifact`` toward its original by function matching.
+
+    Args:
+        artifact: a compressed artifact (its base registry model is the teacher).
+        pool_dir: training scans (class folders, e.g. ``brain-mri/Training``).
+        select_dir: the selection scans (e.g. the ``select`` half of ``Testing/``).
+        out: where the distilled artifact goes (with its report JSON) once the schedule has
+            run; ``None`` writes nothing but the checkpoint.
+        config: the schedule (:data:`DEFAULT_MATCHING`).
+        teacher: registry name or artifact path of the original (default: the artifact's
+            base registry model, as the build cache compresses it).
+        checkpoint: resume from / keep writing this file.
+        pool_scans: at most this many pool scans, balanced over classes (the curve of
+            agreement against the amount of training data).
+        device: ``cpu`` or ``cuda``.
+        time_limit_s: stop after this many seconds (run again with the same checkpoint to
+            continue).
+        progress: progress lines on stderr.
+        log: where one-line messages go (default stderr).
+
+    Returns:
+        The JSON record: the library's :class:`~hscc_core.MatchingResult` plus the data
+        read, the teacher, where the artifact went (``out`` when finished).
+    """
+    from .resolve import resolve_model
+
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    student = load_model(artifact)
+    if not getattr(student, "hscc_replacements", None):
+        raise hscc_core.DistillationError(f"{Path(artifact).name} is not a compressed model")
+    base = teacher or hscc_core.load_metadata(artifact).get("base")
+    original: nn.Module = resolve_model(base)
+    if getattr(original, "hscc_replacements", None):
+        raise hscc_core.DistillationError(f"the teacher {Path(base).name} is itself compressed")
+    spec = student.spec
+    pool = read_pool(pool_dir, spec, pool_scans, config.seed, progress)
+    select = load_test_set(select_dir, spec, progress=progress)
+    base = Path(base).name
+    log(f"distilling {Path(artifact).name} toward {base}: {len(pool)} pool scans ({pool.dataset}/{pool.split}), "
+        f"{len(select)} selection scans ({select.folder}); {config.precision}; read in "
+        f"{time.perf_counter() - t0:.0f} s")
+    result = hscc_core.function_matching(student, original, pool.inputs, select.inputs, config, mean=spec.mean,
+                                         std=spec.std, checkpoint=checkpoint, device=device,
+                                         time_limit_s=time_limit_s, progress=progress, log=log)
+    record: dict[str, Any] = {
+        "distillation": "function matching", **result.to_dict(), "teacher": base, "student": Path(artifact).name,
+        "student_sha256": _sha256(artifact),
+        "pool": {"folder": pool.folder, "split": pool.split, "n": len(pool), "sha256": pool.sha256,
+                 "max_scans": pool_scans},
+        "select": {"folder": select.folder, "n": len(select), "sha256": select.sha256},
+        "device": str(device), "threads": torch.get_num_threads(), "cpu": _cpu(),
+    }
+    if out is not None and result.finished:
+        from .cache import load_report
+
+        report = dict(load_report(artifact))
+        report["distillation"] = record
+        save_model_with_report(student.cpu(), out, report)
+        record["out"] = str(out)
+        log(f"wrote {out}: selection agreement {result.before['agreement']:.4f} -> {result.best['agreement']:.4f} "
+            f"(best epoch {result.best['epoch']})")
+    return record
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    from .testset import file_sha256
+
+    return file_sha256(path)
+
+
+def _cpu() -> str:
+    from .runtimes import cpu_summary
+
+    return cpu_summary()
