@@ -337,16 +337,39 @@ def _shipped_plan(identity: str, model: nn.Module, artifact: Path | None, cache_
     return plan if plan.get("key", {}).get("weights_sha256") == identity else None
 
 
+def _given_plan(key: str, path: Path, base: str) -> dict[str, Any]:
+    """The int8 plan at ``path`` given for model ``key`` (``--plan``), checked to be an
+    :data:`INT8_RUNTIME` plan on ``base``'s default calibration recipe."""
+    from .recipes import default_recipe
+
+    try:
+        plan = json.loads(Path(path).read_text())
+        plan_key = plan["key"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ReleaseError(f"--plan for {key}: {path} is not an int8 plan ({e})") from e
+    if plan.get("runtime", plan_key.get("runtime")) != INT8_RUNTIME or \
+            plan_key.get("calibration") != default_recipe(base).to_dict():
+        raise ReleaseError(f"--plan for {key}: {path} is not a {INT8_RUNTIME} plan on {base}'s default calibration")
+    return plan
+
+
 def _quantise(key: str, stem: str, model: nn.Module, identity: str, artifact: Path | None, staging: Path,
-              cache_dir: Path, calibration: Callable[[], list], log: Callable[[str], None]) -> dict[str, Any] | None:
+              cache_dir: Path, calibration: Callable[[], list], log: Callable[[str], None],
+              given: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Write the int8 plan and quantised graph of one model into ``staging``; its manifest
-    ``int8`` block, or ``None`` when no plan was measured for its weights."""
+    ``int8`` block, or ``None`` when there is no plan for it. A plan measured for exactly
+    these weights is taken first; else ``given`` (``--plan``: e.g. the plan of the same
+    recipe's build on another CPU, whose weights differ in rounding), recorded as such."""
     from .runtimes.openvino_backend import save_ir
 
-    plan = _shipped_plan(identity, model, artifact, cache_dir)
+    plan = _shipped_plan(identity, model, artifact, cache_dir) or given
     if plan is None:
         log(f"{key}: no int8 plan measured for these weights; it ships in float only")
         return None
+    planned_for = plan["key"]["weights_sha256"]
+    if planned_for != identity:
+        log(f"{key}: no plan measured for these weights ({identity[:16]}); using the given plan, measured for "
+            f"{planned_for[:16]}")
     vnni = bool(plan["key"]["int8"]["vnni"])
     log(f"{key}: quantising to int8 with its plan (measured on {_cpu_kind(vnni)}; fp32 layers "
         f"{', '.join(plan['keep_fp32']) or 'none'})")
@@ -358,7 +381,8 @@ def _quantise(key: str, stem: str, model: nn.Module, identity: str, artifact: Pa
     return {"runtime": INT8_RUNTIME, "graph": graph, "weights": f"{stem}.int8-{INT8_RUNTIME}.bin",
             "plan": f"{stem}.int8-{INT8_RUNTIME}.json", "keep_fp32": list(plan["keep_fp32"]),
             "options": dict(plan.get("options", {})), "agreement": plan.get("agreement"),
-            "measured_on": {"vnni": vnni, "kind": _cpu_kind(vnni)}, "quantised_on": _cpu_kind(has_vnni())}
+            "measured_on": {"vnni": vnni, "kind": _cpu_kind(vnni)}, "quantised_on": _cpu_kind(has_vnni()),
+            "plan_weights_sha256": planned_for, "plan_for_these_weights": planned_for == identity}
 
 
 def _fidelity(row: Mapping[str, Any], reference: Mapping[str, Any], runtime_rows: Mapping[str, Any]) -> dict[str, Any]:
@@ -436,7 +460,8 @@ def _ship_artifact(src: Path, dst: Path) -> dict[str, Any]:
 
 def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike | None = None, *,
                  model: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.value, budgets: Sequence[float] = (6, 3),
-                 artifacts: Mapping[float, str | os.PathLike] | None = None, default_budget: float | None = None,
+                 artifacts: Mapping[float, str | os.PathLike] | None = None,
+                 plans: Mapping[float, str | os.PathLike] | None = None, default_budget: float | None = None,
                  cache_dir: str | os.PathLike = "artifacts", rebuild: bool = False,
                  calibration: dict[str, Any] | None = None, int8: bool = True, n_bootstrap: int = 1000,
                  command: str | None = None, progress: bool = True,
@@ -452,6 +477,10 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
             ``default_budget``).
         artifacts: budget -> an already built compressed artifact to ship instead of
             building it (e.g. a distilled one); it must be of ``model``.
+        plans: budget -> an int8 plan file to quantise that compressed model with when no
+            plan was measured for its exact weights (e.g. the shipped plan of the same
+            recipe's build on another CPU); the manifest records whose weights it was
+            measured for.
         cache_dir, rebuild, calibration: as for :func:`hscc_mri.cache.compressed_model`.
         int8: quantise the models whose weights have a measured int8 plan.
         n_bootstrap: bootstrap replicates of the SEs.
@@ -468,6 +497,7 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
     t0 = time.perf_counter()
     out, cache_dir = Path(out), Path(cache_dir)
     artifacts = {float(b): Path(p) for b, p in (artifacts or {}).items()}
+    plans = {float(b): Path(p) for b, p in (plans or {}).items()}
     budgets = [float(b) for b in budgets]
     staging = out.with_name(out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -512,7 +542,10 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
             stem = entry["name"]
             artifact = None if key == REFERENCE else staging / entry["file"]
             identity = entry["sha256"] if key == REFERENCE else entry["weights_sha256"]
-            entry["int8"] = _quantise(key, stem, entry["_source"], identity, artifact, staging, cache_dir, batches, log)
+            budget = entry.get("budget")
+            given = _given_plan(key, Path(plans[budget]), model) if budget in plans else None
+            entry["int8"] = _quantise(key, stem, entry["_source"], identity, artifact, staging, cache_dir, batches, log,
+                                      given)
     test_set = None
     if data is not None:
         test_set = _evaluate(Path(data), models, staging, n_bootstrap, progress, log)

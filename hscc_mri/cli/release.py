@@ -34,6 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="FLOPs budgets of the compressed models; the first is the app's default")
     p.add_argument("--artifact", type=_artifact, action="append", default=[], metavar="BUDGET=PATH",
                    help="ship this compressed artifact at BUDGET instead of building it (repeatable)")
+    p.add_argument("--plan", type=_artifact, action="append", default=[], metavar="BUDGET=PLAN",
+                   help="int8 plan for the compressed model at BUDGET when none was measured for its exact weights "
+                        "(e.g. hscc_mri/plans/<id>-openvino.json of the same recipe built on another CPU; the "
+                        "manifest records whose weights it was measured for)")
     p.add_argument("--data", default=None, help="labelled class-folder test set the models are evaluated on")
     p.add_argument("--out", default="release", help="the release folder (replaced as a whole)")
     p.add_argument("--cache-dir", default="artifacts", help="build cache folder")
@@ -53,13 +57,14 @@ def run(args: argparse.Namespace) -> int:
     from ..release import make_release
 
     set_threads(args.threads)
-    artifacts = dict(args.artifact)
-    unknown = sorted(set(artifacts) - set(args.budgets))
+    artifacts, plans = dict(args.artifact), dict(args.plan)
+    unknown = sorted((set(artifacts) | set(plans)) - set(args.budgets))
     if unknown:
-        raise CliError(f"--artifact for budget {', '.join(f'{b:g}' for b in unknown)}, which is not in --budgets")
+        raise CliError(f"--artifact/--plan for budget {', '.join(f'{b:g}' for b in unknown)}, which is not in "
+                       f"--budgets")
     try:
         manifest = make_release(args.out, args.data, model=args.model, method=args.method, budgets=args.budgets,
-                                artifacts=artifacts, cache_dir=args.cache_dir, rebuild=args.rebuild,
+                                artifacts=artifacts, plans=plans, cache_dir=args.cache_dir, rebuild=args.rebuild,
                                 int8=not args.no_int8, n_bootstrap=args.bootstrap,
                                 command=shlex.join(["hscc-mri", *sys.argv[1:]]))
     except (ArtifactError, FileNotFoundError, ValueError) as e:
