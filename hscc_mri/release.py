@@ -442,6 +442,20 @@ def _evaluate(data: Path, models: dict[str, dict[str, Any]], staging: Path, n_bo
             "threads": result["latency"]["threads"]}
 
 
+def _default_build_key(model: str, method: str, budget: float, calibration: dict[str, Any] | None,
+                       report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The build key of a given artifact when its report shows the recipe's build (the same
+    compression config and calibration recipe, no fine-tuning), else ``None``."""
+    from .recipes import compression_config
+
+    recipe = calibration_recipe(model, calibration)
+    config = json.loads(json.dumps(compression_config(method, budget, recipe.seed).to_dict()))
+    same_calibration = method != "hscc" or report.get("calibration") == recipe.to_dict()
+    if report.get("config") == config and same_calibration and not report.get("finetune"):
+        return build_key(model, method, budget, calibration)
+    return None
+
+
 #: Fields of a compression report that differ between two builds of the same bytes.
 _VOLATILE = ("seconds", "peak_memory_mb")
 
@@ -515,7 +529,9 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
             meta = hscc_core.load_metadata(path)
             if not meta.get("replacements") or meta.get("base") != model:
                 raise ReleaseError(f"--artifact {budget:g}={path}: not a compressed model of {model}")
-            log(f"{key}: shipping the given artifact {path}")
+            built = _default_build_key(model, method, budget, calibration, load_report(path))
+            log(f"{key}: shipping the given artifact {path}"
+                + (" (the default recipe's build)" if built else " (not the default recipe: no build key)"))
         else:
             compressed_model(model, method, budget, cache_dir, rebuild=rebuild, progress=progress,
                              calibration=calibration, log=log)
@@ -526,8 +542,8 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
         build = _ship_artifact(Path(path), staging / file)
         models[key] = {
             "kind": "compressed", "name": file[: -len(".safetensors")], "file": file, "method": method,
-            "budget": budget, "base": model, "built_here": built is not None, "build_key": built,
-            "given_file": None if built is not None else Path(path).name, "build": build,
+            "budget": budget, "base": model, "built_here": budget not in artifacts, "build_key": built,
+            "given_file": Path(path).name if budget in artifacts else None, "build": build,
             "weights_sha256": weights_identity(path),
             "report": {k: report.get(k) for k in ("flops_original", "flops_compressed", "params_original",
                                                   "params_compressed", "config", "calibration", "finetune")},

@@ -62,6 +62,14 @@ def test_small_release_rebuilds_its_recorded_bytes_and_matches_its_manifest(smal
         assert torch.equal(first[name], second[name]), name
     assert again["test_set"]["sha256"] == manifest["test_set"]["sha256"]
     assert again["models"]["hscc-1.5x"]["fidelity"] == entry["fidelity"]
+    given = make_release(tmp_path / "given", None, model=TINY, budgets=(1.5,), calibration=CALIBRATION, int8=False,
+                         artifacts={1.5: tmp_path / "release" / rebuilt["file"]}, cache_dir=tmp_path / "unused",
+                         progress=False, log=lambda _m: None)
+    shipped = given["models"]["hscc-1.5x"]
+    assert not shipped["built_here"] and shipped["given_file"] == rebuilt["file"]
+    assert shipped["build_key"] == entry["build_key"]  # recognised as the recipe's build
+    assert given["files"][rebuilt["file"]] == manifest["files"][entry["file"]] and given["test_set"] is None
+    assert not (tmp_path / "unused").exists()  # nothing built
 
 
 def test_a_changed_release_file_is_refused_with_a_clear_message(small_release, tmp_path):
