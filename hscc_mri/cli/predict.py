@@ -115,16 +115,19 @@ def run(args: argparse.Namespace) -> int:
     repeats = args.repeats or (5 if args.timing else 0)
     results = predict_files(model, args.files, slice_index=args.slice, series=args.series,
                             batch_size=args.batch_size, readers=args.readers, repeats=repeats)
-    return _print_results(results, len(args.files), args.json)
+    return _print_results(results, len(args.files), args.json, model_info)
 
 
 #: Runs of at least this many files show their progress on stderr.
 PROGRESS_MIN_FILES = 20
 
 
-def _print_results(results: Iterator[dict[str, Any]], total: int, as_json: bool) -> int:
+def _print_results(results: Iterator[dict[str, Any]], total: int, as_json: bool,
+                   model_info: dict[str, Any] | None = None) -> int:
     """Print each result line as it comes (flushed, so an interrupted run keeps every line
-    printed), with progress on stderr for a long run; exit status 1 if any file failed."""
+    printed), with progress on stderr for a long run; exit status 1 if any file failed.
+    Each classified line names the model that answered (``model_info``: model, runtime,
+    precision, after ``file``); a file that could not be read stays ``{file, error}``."""
     import sys
 
     from hscc_core.progress import progress_bar
@@ -136,6 +139,8 @@ def _print_results(results: Iterator[dict[str, Any]], total: int, as_json: bool)
                       leave=True) as bar:
         for res in results:
             failures += "error" in res
+            if model_info and "error" not in res:
+                res = {"file": res["file"], **model_info, **{k: v for k, v in res.items() if k not in model_info}}
             if as_json:
                 line = json.dumps(res)
             elif "error" in res:

@@ -115,6 +115,7 @@ def test_cli_prints_each_line_as_it_is_known_and_ctrl_c_keeps_them(tmp_path):
     assert proc.stdout is not None and proc.stderr is not None
     first = json.loads(proc.stdout.readline())
     assert first["file"] == many[0] and first["label"] == SAMPLE_LABELS[Path(many[0]).name]
+    assert (first["model"], first["runtime"], first["precision"]) == ("vgg16-brain-mri", "torch", "fp32")
     assert proc.poll() is None, "the run ended before its first line could be read"
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
