@@ -41,9 +41,12 @@ __all__ = [
 MAX_SIDE: int = 4096
 #: Smallest accepted number of rows or columns of an image.
 MIN_SIDE: int = 8
-#: Largest accepted number of voxels (samples) in one file: 2**27, i.e. 512 MiB as
-#: float32. Checked on the header before decoding.
-MAX_VOXELS: int = 512 * 1024 * 1024 // 4
+#: Largest accepted number of voxels (samples) in one file: 2**25, i.e. 128 MiB as
+#: float32 (512 x 512 x 128; brain MRI volumes are mostly under 20 million voxels).
+#: Checked on the header before decoding. Reading keeps a few copies of the volume at
+#: once (stored values, float32, canonical orientation), so this bounds a read's memory
+#: to about 600 MiB (issue 26; ``scripts/make_hostile_inputs.py`` measures it).
+MAX_VOXELS: int = 32 * 1024 * 1024
 #: Largest accepted pixel magnitude. Scanner values (MRI signal, CT units, parametric
 #: maps) stay far below; values near float32's limit (3.4e38) come from damaged files and
 #: would overflow the arithmetic of every later step.

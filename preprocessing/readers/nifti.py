@@ -190,19 +190,32 @@ def _load_image(path: Path) -> tuple[nib.Nifti1Image, dict[str, str]]:
                 f"{q} is incomplete: it holds {os.stat(path).st_size:,} of the {expected:,} "
                 "bytes its header announces (cut short during copying?). Please copy it again."
             )
-        if offset <= len(block):
-            data = block[offset:offset + n_bytes]
-        else:
+        # One buffer of exactly the announced size, filled in chunks: no copies of it are
+        # made, so a gzip bomb costs at most the announced (size-checked) bytes.
+        stored = bytearray(n_bytes)
+        got = len(block[offset:offset + n_bytes]) if offset <= len(block) else 0
+        stored[:got] = block[offset:offset + got]
+        if offset > len(block):
             _skip(f, offset - len(block))
-            data = b""
-        data += f.read(n_bytes - len(data))
-    if len(data) < n_bytes:
+        view = memoryview(stored)
+        while got < n_bytes:
+            n = f.readinto(view[got:got + _CHUNK])
+            if not n:
+                break
+            got += n
+        view.release()
+    if got < n_bytes:
         raise ScanError(
-            f"{q} is incomplete: it holds {offset + len(data):,} of the {expected:,} bytes "
+            f"{q} is incomplete: it holds {offset + got:,} of the {expected:,} bytes "
             "its header announces (cut short during copying?). Please copy it again."
         )
-    header.set_data_offset(version + 4)  # extensions dropped: the data follows the header
-    img = image_cls.from_bytes(header.binaryblock + b"\0" * 4 + data)
+    slope, inter = header.get_slope_inter()
+    values = np.frombuffer(stored, dtype=dtype).reshape(shape, order="F").astype(np.float32)
+    del stored  # the stored bytes are not needed once converted
+    if slope is not None and math.isfinite(slope) and slope != 0:
+        values *= np.float32(slope)
+        values += np.float32(inter if inter is not None and math.isfinite(inter) else 0.0)
+    img = image_cls(values, header.get_best_affine(), header=header)
     sform_code = int(img.header["sform_code"])
     qform_code = int(img.header["qform_code"])
     tags = {

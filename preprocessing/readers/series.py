@@ -4,7 +4,9 @@ One slice per file is the usual export. :func:`read_series` builds one volume fr
 
 1. **Collect** the files: a folder is walked (sub-folders included, links not followed,
    at most :data:`MAX_FILES` files); when it holds a ``DICOMDIR``, the image files that
-   index lists are used. A zip is read in memory (:func:`preprocessing.archive.read_zip`).
+   index lists are used, each file once however often it is listed. A zip is read in
+   memory, one member at a time (:func:`preprocessing.archive.read_zip`); only the parsed
+   headers are kept, never the files' bytes (each slice is read again to be decoded).
    Files that are not DICOM (by content: ``DICM`` at byte 128, or a ``.dcm`` name that
    parses as DICOM), DICOM objects that are not images (reports, the DICOMDIR itself)
    and unreadable files are left out, and the scan's ``notes`` say so.
@@ -28,6 +30,7 @@ A series of one image gives that image (2-D, or the volume of a multi-frame file
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -35,17 +38,16 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
-from ..archive import is_zip, read_zip
+from ..archive import DamagedArchive, ZipMember, read_zip
 from ..errors import ScanError, quote_name
 from ..guard import reading
 from ..scan import MAX_SIDE, Scan, check_dimensions
-from .dicom import SNIFF_BYTES, dataset_to_scan, file_bytes, headerless_dicom_bytes
+from .dicom import SNIFF_BYTES, dataset_to_scan, headerless_dicom_bytes, mapped_file, parse_dicom
 
 __all__ = ["MAX_FILES", "SeriesInfo", "read_series"]
 
@@ -60,16 +62,22 @@ _GAP_FACTOR = 1.5
 
 @dataclass
 class _Slice:
-    """One image file of a series: where its bytes are and its parsed header."""
+    """One image file of a series: where its bytes are and its parsed header (no pixels)."""
 
     name: str
-    source: Path | bytes
+    source: Path | ZipMember
     ds: Dataset
 
-    def open(self) -> BinaryIO:
-        """The file's bytes, in memory (see :func:`~.dicom.file_bytes`)."""
-        data = self.source if isinstance(self.source, bytes) else file_bytes(self.source, self.name)
-        return io.BytesIO(data)
+    def parse(self, *, stop_before_pixels: bool = False) -> Dataset:
+        """Parse the file again from its source (memory-mapped file or inflated member)."""
+        return _parse(self.source, self.name, stop_before_pixels=stop_before_pixels)
+
+
+def _parse(source: Path | ZipMember, name: str, *, stop_before_pixels: bool) -> Dataset:
+    if isinstance(source, ZipMember):
+        return parse_dicom(io.BytesIO(source.read()), name, stop_before_pixels=stop_before_pixels)
+    with mapped_file(source, name) as fp:
+        return parse_dicom(fp, name, stop_before_pixels=stop_before_pixels)
 
 
 @dataclass
@@ -139,11 +147,13 @@ def _dicomdir_files(dicomdir: Path) -> list[Path]:
     root = dicomdir.parent.resolve()
     try:
         with reading(dicomdir.name):
-            ds = pydicom.dcmread(dicomdir, force=True)
+            with mapped_file(dicomdir, dicomdir.name) as fp:
+                ds = parse_dicom(fp, dicomdir.name)
             records = list(ds.get("DirectoryRecordSequence") or [])
     except ScanError:
         return []
     files: list[Path] = []
+    seen: set[Path] = set()
     for rec in records:
         if str(rec.get("DirectoryRecordType", "")).upper() != "IMAGE":
             continue
@@ -154,26 +164,30 @@ def _dicomdir_files(dicomdir: Path) -> list[Path]:
         if any(x in ("", ".", "..") or "/" in x or "\\" in x for x in parts):
             continue
         p = root.joinpath(*parts)
+        if p in seen:  # one file listed many times is read once
+            continue
+        seen.add(p)
         if p.resolve().is_relative_to(root) and p.is_file() and not p.is_symlink():
             files.append(p)
-    return files[:MAX_FILES]
+            if len(files) >= MAX_FILES:
+                break
+    return files
 
 
-def _parse_header(source: Path | bytes, name: str) -> Dataset | None:
+def _parse_header(source: Path | ZipMember, name: str) -> Dataset | None:
     """The header of a DICOM file (no pixels), or ``None`` when it is not DICOM."""
-    try:
-        if isinstance(source, bytes):
-            head = source[:SNIFF_BYTES]
-        else:
-            with open(source, "rb") as f:
-                head = f.read(SNIFF_BYTES)
-    except OSError:
-        return None
-    if not _is_dicom_head(head, name):
-        return None
     with reading(name):
-        data = source if isinstance(source, bytes) else file_bytes(source, name)
-        return pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+        if isinstance(source, ZipMember):
+            head = source.read(SNIFF_BYTES)
+        else:
+            try:
+                with open(source, "rb") as f:
+                    head = f.read(SNIFF_BYTES)
+            except OSError:
+                return None
+        if not _is_dicom_head(head, name):
+            return None
+        return _parse(source, name, stop_before_pixels=True)
 
 
 def _is_image(ds: Dataset) -> bool:
@@ -231,18 +245,20 @@ def _geometric_localisers(groups: list[list[_Slice]]) -> set[int]:
 
 
 # ------------------------------------------------------------------------ the reader
-def _collect(source: Path | Sequence[Path]) -> tuple[list[_Slice], dict[str, int], str, str]:
+def _collect(source: Path | Sequence[Path], stack: contextlib.ExitStack
+             ) -> tuple[list[_Slice], dict[str, int], str, str]:
     """Image headers of all DICOM files in the source; counts of what was left out; the
-    name for ``Scan.name`` and how messages quote the source."""
+    name for ``Scan.name`` and how messages quote the source. A zip archive stays open
+    in ``stack`` until the slices are decoded."""
     skipped = Counter()
-    entries: list[tuple[str, Path | bytes]]
+    entries: list[tuple[str, Path | ZipMember]]
     if isinstance(source, Path) and source.is_dir():
         entries = [(p.name, p) for p in _folder_files(source)]
         name = source.name
     elif isinstance(source, Path):
-        contents = read_zip(source)
+        contents = stack.enter_context(read_zip(source))
         skipped["unsafe"] += contents.skipped
-        entries = [(_base(n), data) for n, data in contents.members]
+        entries = [(_base(m.name), m) for m in contents.members]
         name = source.name
     else:
         entries = [(p.name, p) for p in source]
@@ -254,6 +270,8 @@ def _collect(source: Path | Sequence[Path]) -> tuple[list[_Slice], dict[str, int
     for fname, src in entries:
         try:
             ds = _parse_header(src, fname)
+        except DamagedArchive:
+            raise
         except ScanError:
             skipped["unreadable"] += 1
             continue
@@ -392,7 +410,13 @@ def read_series(source: Path | Sequence[Path], *, series: int | str | None = Non
         ScanError: No DICOM image, several series without a choice, mixed sizes or
             orientations, gaps, duplicate positions, damaged slices.
     """
-    slices, skipped, name, q = _collect(source)
+    with contextlib.ExitStack() as stack:
+        return _read_series(source, series, stack)
+
+
+def _read_series(source: Path | Sequence[Path], series: int | str | None, stack: contextlib.ExitStack
+                 ) -> Scan:
+    slices, skipped, name, q = _collect(source, stack)
     notes: list[str] = []
     if not slices:
         what = "folder" if isinstance(source, Path) and source.is_dir() else "files"
@@ -485,8 +509,7 @@ def _fallback_dz(ds: Dataset) -> float:
 
 def _decode(s: _Slice) -> Scan:
     with reading(s.name):
-        ds = pydicom.dcmread(s.open(), force=True)
-        return dataset_to_scan(ds, s.name)
+        return dataset_to_scan(s.parse(), s.name)
 
 
 def _with_series(scan: Scan, chosen: SeriesInfo, notes: list[str], name: str) -> Scan:
