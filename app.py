@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=2,
                    help="requests processed at once; more wait in Gradio's queue (default: %(default)s)")
+    p.add_argument("--max-upload-mb", type=int, default=512,
+                   help="largest upload accepted, in MB; larger ones are refused by the page before they "
+                        "are read (default: %(default)s)")
+    p.add_argument("--read-timeout", type=float, default=30.0,
+                   help="seconds one upload may take to read; each upload is read in a child process, so a "
+                        "slow or hostile file holds up no other user's request, and one that takes longer is "
+                        "stopped with a message; 0: read in the server process without a limit "
+                        "(default: %(default)s)")
     p.add_argument("--temp-ttl", type=int, default=300,
                    help="seconds after which Gradio's temporary copies of uploads and shown images are "
                         "deleted; all are deleted at shutdown (default: %(default)s)")
@@ -158,8 +166,9 @@ def _run(args: argparse.Namespace) -> int:
 
     from webapp.ui import build_demo, launch
 
-    demo = build_demo(pair, repeats=args.repeats, temp_ttl_s=args.temp_ttl)
-    launch(demo, host=args.host, port=args.port, share=args.share, concurrency=args.concurrency)
+    demo = build_demo(pair, repeats=args.repeats, temp_ttl_s=args.temp_ttl, read_timeout_s=args.read_timeout or None)
+    launch(demo, host=args.host, port=args.port, share=args.share, concurrency=args.concurrency,
+           max_file_size=f"{args.max_upload_mb}mb")
     return 0  # Gradio returns here after Ctrl+C / SIGTERM, having closed the server
 
 

@@ -102,7 +102,18 @@ def _uploads_listing(rows: list[str]) -> str:
     return f'<ul id="uploads" class="hscc-uploads">{items}</ul>'
 
 
-def analyse_file(path: str | Sequence[str] | None, pair: ModelPair, repeats: int = DEFAULT_REPEATS) -> tuple:
+def _read(source: str | list[str], read_timeout_s: float | None) -> Scan:
+    """``load_scan``, in a child process with a deadline when ``read_timeout_s`` is set (so a
+    slow or hostile upload holds up no other request; see :mod:`preprocessing.isolated`)."""
+    if not read_timeout_s:
+        return load_scan(source)
+    from preprocessing.isolated import load_scan_within
+
+    return load_scan_within(source, read_timeout_s)
+
+
+def analyse_file(path: str | Sequence[str] | None, pair: ModelPair, repeats: int = DEFAULT_REPEATS,
+                 read_timeout_s: float | None = None) -> tuple:
     """Handler for a new upload (one file, several files of a DICOM series, a zip), an
     example click or a clear.
 
@@ -112,6 +123,8 @@ def analyse_file(path: str | Sequence[str] | None, pair: ModelPair, repeats: int
             slices the slider then walks in their sorted order.
         pair: the models.
         repeats: timed runs per model.
+        read_timeout_s: read each upload in a child process stopped after this many
+            seconds (``None``: in this process, no limit).
 
     Returns:
         Values of ``(scan state, slice slider, status, model input image, compressed label,
@@ -122,9 +135,9 @@ def analyse_file(path: str | Sequence[str] | None, pair: ModelPair, repeats: int
     if not sources:
         return _empty(WELCOME)
     if len(sources) > 1:
-        return _analyse_several(sources, pair, repeats)
+        return _analyse_several(sources, pair, repeats, read_timeout_s)
     try:
-        scan = load_scan(sources[0])
+        scan = _read(sources[0], read_timeout_s)
         outputs = _outputs_for(pair, scan, None, repeats)
     except ScanError as e:
         gr.Warning(str(e))
@@ -144,14 +157,15 @@ def _shown(scan: Scan, outputs: tuple, status: str | None = None) -> tuple:
     return (scan, slider, status or scan_summary(scan), *outputs)
 
 
-def _analyse_several(sources: list[str | list[str]], pair: ModelPair, repeats: int) -> tuple:
+def _analyse_several(sources: list[str | list[str]], pair: ModelPair, repeats: int,
+                     read_timeout_s: float | None = None) -> tuple:
     """Several uploads that are not one series: each is classified on its own and listed;
     the page shows the last one that could be read (the newest upload)."""
     rows, shown = [], None
     for source in sources:
         name = _upload_name(source)
         try:
-            scan = load_scan(source)
+            scan = _read(source, read_timeout_s)
             outputs = _outputs_for(pair, scan, None, repeats)
         except ScanError as e:
             rows.append(f"<b>{name}</b>: cannot be used. {html.escape(str(e))}")
@@ -204,7 +218,8 @@ def _header(pair: ModelPair) -> str:
             f"from the content." + release_note(pair))
 
 
-def build_demo(pair: ModelPair, repeats: int = DEFAULT_REPEATS, temp_ttl_s: int = 300) -> gr.Blocks:
+def build_demo(pair: ModelPair, repeats: int = DEFAULT_REPEATS, temp_ttl_s: int = 300,
+               read_timeout_s: float | None = None) -> gr.Blocks:
     """Build the page for ``pair``.
 
     Args:
@@ -212,6 +227,8 @@ def build_demo(pair: ModelPair, repeats: int = DEFAULT_REPEATS, temp_ttl_s: int 
         repeats: timed runs per model and scan.
         temp_ttl_s: Gradio's temporary files (uploads, shown images) older than this are
             deleted (checked every ``temp_ttl_s / 2`` s; all are deleted at shutdown).
+        read_timeout_s: each upload is read in a child process stopped after this many
+            seconds (``None``: read in the server process, no limit).
 
     Returns:
         The Blocks; the upload/example event is the API endpoint ``/predict`` (input: a
@@ -242,7 +259,7 @@ def build_demo(pair: ModelPair, repeats: int = DEFAULT_REPEATS, temp_ttl_s: int 
         gr.Examples(examples=[[[str(p)]] for p in EXAMPLES], inputs=[file], label="Example scans (one click)",
                     examples_per_page=len(EXAMPLES))
 
-        file.change(lambda path: analyse_file(path, pair, repeats), inputs=[file],
+        file.change(lambda path: analyse_file(path, pair, repeats, read_timeout_s), inputs=[file],
                     outputs=[scan_state, slider, status, image, label_c, label_o, comparison],
                     api_name="predict", trigger_mode="always_last")
         slider.release(lambda index, scan: analyse_slice(index, scan, pair, repeats), inputs=[slider, scan_state],
@@ -252,7 +269,7 @@ def build_demo(pair: ModelPair, repeats: int = DEFAULT_REPEATS, temp_ttl_s: int 
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
-           concurrency: int = 2, max_queue: int = 64) -> None:
+           concurrency: int = 2, max_queue: int = 64, max_file_size: str = "512mb") -> None:
     """Serve ``demo`` and block until Ctrl+C / SIGTERM (then close the server cleanly).
 
     Args:
@@ -262,11 +279,12 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, sh
             Gradio's relay: scans leave this machine).
         concurrency: requests processed at once (model timing itself is serialised).
         max_queue: requests waiting at most; more are refused with "queue full".
+        max_file_size: largest upload accepted (Gradio's size string, e.g. ``"512mb"``).
     """
     demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
     demo.launch(server_name=host, server_port=port, share=share, theme=theme(), css=CSS,
                 footer_links=["api"], run_history=False, ssr_mode=False, mcp_server=False, pwa=False,
-                show_error=False, max_file_size="512mb", quiet=True, prevent_thread_lock=True)
+                show_error=False, max_file_size=max_file_size, quiet=True, prevent_thread_lock=True)
     print(f"app: serving on {demo.local_url} (Ctrl+C to stop)", file=sys.stderr, flush=True)
     if share:
         print(f"app: public link {demo.share_url or '(could not be created)'}", file=sys.stderr, flush=True)

@@ -355,3 +355,16 @@ def test_every_full_size_hostile_input_is_handled_within_5_s_and_600_mib(tmp_pat
     for name, r in rows.items():
         assert r["outcome"] == "read" or r["outcome"].startswith("refused: "), (name, r)
         assert r["seconds"] <= 5.0 and r["peak_mib"] <= 600, (name, r)
+
+
+# ------------------------------------- defect 1: a slow upload holds up no other read
+def test_a_read_in_a_child_process_gives_the_same_scan_and_stops_at_its_deadline(tmp_path):
+    from preprocessing.isolated import load_scan_within
+
+    np.testing.assert_array_equal(load_scan_within(SLICE, 60).data, load_scan(SLICE).data)
+    with pytest.raises(ScanError, match="not a recognised scan format"):
+        load_scan_within(SAMPLES / "README.md", 60)
+    t0 = time.perf_counter()
+    with pytest.raises(ScanError, match="took longer than 0.001 s"):
+        load_scan_within(SLICE, 0.001)
+    assert time.perf_counter() - t0 < 5
