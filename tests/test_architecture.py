@@ -1,4 +1,4 @@
-"""The import rules of the layers (README, "Where things live"), checked on the real code.
+"""The import rules of the layers (docs/layout.md), checked on the real code.
 
 * ``hscc_core`` is the compressor library: standard library, torch, numpy, scipy,
   safetensors, tqdm and threadpoolctl only (the last keeps LAPACK single-threaded beside
