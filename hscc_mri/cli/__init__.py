@@ -1,7 +1,8 @@
 """The command line: ``hscc-mri <command> --help`` (also ``python -m hscc_mri``).
 
 One module per command: ``train`` (a classifier on phantoms or a folder data set),
-``compress`` (HSCC / Global SVD / Tucker-2 under a FLOPs budget), ``predict`` (classify
+``compress`` (HSCC / Global SVD / Tucker-2 under a FLOPs budget), ``distill`` (teach a
+compressed model its original's answers), ``predict`` (classify
 scan files), ``bench`` (side-by-side latency), ``evaluate`` (accuracy and fidelity on a
 labelled test set, or leave-one-scan-out), ``export`` (ONNX and OpenVINO IR, checked
 against PyTorch), ``report`` (the evidence report) and ``release`` (the app's models as
@@ -14,7 +15,7 @@ import os
 import sys
 from typing import Sequence
 
-from . import bench, compress, evaluate, export, predict, release, report, train
+from . import bench, compress, distill, evaluate, export, predict, release, report, train
 from ._common import CliError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -33,7 +34,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         description="HSCC-MRI: train, compress, benchmark, evaluate and run brain-tumour MRI classifiers.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (train, compress, predict, bench, evaluate, export, report, release):
+    for command in (train, compress, distill, predict, bench, evaluate, export, report, release):
         command.add_parser(sub)
     return parser
 
