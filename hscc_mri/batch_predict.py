@@ -38,7 +38,7 @@ __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_READERS", "ReadAhead", "predict_files"
 DEFAULT_BATCH_SIZE = 16
 #: Reader threads. Reading and preprocessing a 512 x 512 JPEG takes ~5 ms against tens of
 #: ms of inference per scan, so on 2 cores one reader keeps ahead without taking a core
-#: from the model (measured in scripts/predict_throughput.py; see the README).
+#: from the model (measured in scripts/predict_throughput.py).
 DEFAULT_READERS = 1
 
 

@@ -34,8 +34,7 @@ __all__ = ["DEFAULT_PRECISION", "INT8_TARGET", "SHIPPED_PLANS", "choose_runtime"
 #: measured int8 plan for this CPU kind at hand (kept or shipped; nothing is measured at
 #: start), so each keeps the layers that quantise badly in float32. With their plans the
 #: dense reference agrees with its fp32 self on 0.995 of the validation scans and the
-#: compressed model keeps its fp32 agreement with the dense one (README, "Deployable
-#: speed"). Where a plan is missing (e.g. a CPU with VNNI, whose plans are not shipped):
+#: compressed model keeps its fp32 agreement with the dense one (docs/runtimes.md). Where a plan is missing (e.g. a CPU with VNNI, whose plans are not shipped):
 #: bf16 where native, else fp32 (:func:`choose_runtime`).
 DEFAULT_PRECISION = "int8"
 #: Top-1 agreement of an int8 model with its float32 self that the int8 plan must reach

@@ -1,7 +1,7 @@
 """The ``select`` and ``report`` halves of a real class-folder test set (``Testing/``).
 
 Every tuning choice (recipes, epochs, thresholds) is made on ``select``; ``report`` is
-evaluated once per final candidate and gives the numbers the README states. The halves
+evaluated once per final candidate and gives the numbers the project reports. The halves
 are drawn like the half of the public test split the team keeps back: stratified by
 class, with near-duplicate images kept on the same side.
 

@@ -6,7 +6,7 @@ here, so a change of a default is one edit:
 * :class:`TrainRecipe`: everything the ``train`` command does (model, data, epochs,
   batch size, learning rate, split sizes, ...);
 * :class:`CalibrationRecipe` and :data:`DEFAULT_RECIPES`: how each model's calibration
-  set is drawn (chosen by measurement on a validation split; README);
+  set is drawn (chosen by measurement on a validation split; docs/compressor.md);
 * the default model, method, budget and distillation settings of ``compress`` and the app.
 """
 from __future__ import annotations
@@ -77,7 +77,7 @@ class CalibrationRecipe:
 
 #: The default calibration recipe of each registry model; :data:`LEGACY_RECIPE` for others.
 #: The pretrained VGG16 is calibrated on real training scans (size and the value of views
-#: and phantoms measured on a validation split: scripts/calibration_curve.py, README).
+#: and phantoms measured on a validation split: scripts/calibration_curve.py, docs/evaluation-and-data.md).
 DEFAULT_RECIPES: dict[str, CalibrationRecipe] = {
     "vgg16-brain-mri": CalibrationRecipe(source="real", scans=256, views=1, phantoms=0),
 }
@@ -113,7 +113,7 @@ PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
 #: Training epochs by data. Phantoms: 14 (the phantom report's checkpoint). A folder of real
 #: scans: 9, so that the 5,137 training scans of the public data set train in under 20 min
 #: on 2 AVX2 cores (about 115 s an epoch); on the validation split the accuracy is still
-#: rising in the last epochs of the one-cycle schedule (README, "AlexNet on real scans").
+#: rising in the last epochs of the one-cycle schedule (docs/training.md, "The AlexNet on real scans").
 DEFAULT_EPOCHS: dict[str, int] = {"phantoms": 14, "folder": 9}
 
 #: Training augmentations (:attr:`TrainRecipe.augment`).
