@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from hscc_core.views import gaussian_blur
+
 __all__ = ["AFFINE_DESCRIPTION", "BATCH_AUGMENTATIONS", "affine_augment", "augment_batch", "shift_augment"]
 
 #: What :func:`affine_augment` does with its defaults, in words (for reports).
@@ -49,18 +51,6 @@ def shift_augment(x: torch.Tensor, generator: torch.Generator, max_shift: float 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
     return low + (high - low) * torch.rand(n, generator=generator)
-
-
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of ``(N, C, H, W)``: a 5-tap separable kernel as weighted sums of shifted
-    slices (edge padding), 5x faster on CPU than a grouped convolution of one channel."""
-    taps = torch.arange(-2, 3, dtype=torch.float32)
-    k = torch.exp(-taps**2 / (2 * sigma**2))
-    k = (k / k.sum()).tolist()
-    h, w = x.shape[-2:]
-    p = F.pad(x, (2, 2, 2, 2), mode="replicate")
-    rows = sum(k[i] * p[..., i:i + h, :] for i in range(5))
-    return sum(k[i] * rows[..., :, i:i + w] for i in range(5))
 
 
 def affine_augment(x: torch.Tensor, generator: torch.Generator, mean: Sequence[float] = (0.0,),
@@ -105,7 +95,7 @@ def affine_augment(x: torch.Tensor, generator: torch.Generator, mean: Sequence[f
     out = F.grid_sample(x01, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(0, 1)
     amount = torch.where(torch.rand(n, generator=generator) < 0.5, _uniform(n, sharpen[0], sharpen[1], generator), 0.0)
     sigma_px = float(_uniform(1, 0.5, 1.2, generator))
-    out = (out + amount.reshape(n, 1, 1, 1) * (out - _gaussian_blur(out, sigma_px))).clamp_(0, 1)
+    out = (out + amount.reshape(n, 1, 1, 1) * (out - gaussian_blur(out, sigma_px))).clamp_(0, 1)
     g = torch.where(torch.rand(n, generator=generator) < 0.5, _uniform(n, gamma[0], gamma[1], generator), 1.0)
     out = out.pow(g.reshape(n, 1, 1, 1))
     jitter = torch.rand(n, generator=generator) < 0.5

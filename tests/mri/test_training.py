@@ -124,7 +124,7 @@ def test_train_recipe_resolves_its_augmentation():
 def test_batch_blur_matches_a_separable_convolution_and_keeps_flat_images_flat():
     import torch.nn.functional as F
 
-    from hscc_mri.batch_augment import _gaussian_blur
+    from hscc_core.views import gaussian_blur as _gaussian_blur
 
     x = torch.rand(3, 1, 20, 24)
     taps = torch.arange(-2, 3, dtype=torch.float32)
