@@ -20,6 +20,7 @@ README = ROOT / "README.md"
 EVALUATION = "reports/real/evaluate-testing.json"
 RUNTIMES = "reports/real/evaluate-runtimes-testing.json"
 BENCH = "reports/real/bench-peers.json"
+FRESH = "reports/fresh-clone.json"
 MAX_LINES = 150
 #: Numbers the README may state in prose: they name things, they measure nothing.
 _NOT_MEASUREMENTS = {"3x", "6x",  # the compression budgets
@@ -96,7 +97,19 @@ def methods_block() -> str:
     return _wrap(caption) + "\n\n" + _table(header, out)
 
 
-BLOCKS = {"runtimes": runtimes_block, "methods": methods_block}
+def fresh_clone_block() -> str:
+    """How long a fresh clone takes to serve the page and to pass CI, as measured."""
+    m = _load(FRESH)
+    page, ci = m["time_to_page"], m["ci"]
+    text = (f"Measured from a fresh clone ({m['date']}, {m['machine']}; [`{FRESH}`]({FRESH})): with the "
+            f"venv set up, the page is served {page['seconds_auto']:g} s after the app starts "
+            f"({page['auto_runtime']}; {page['seconds_int8']:g} s in int8), nothing built or quantised; "
+            f"`.ci/run` took {ci['seconds'] / 60:.1f} min with the install ({ci['passed']} tests passed, "
+            f"{ci['failed']} failed; {ci['load']}).")
+    return _wrap(text)
+
+
+BLOCKS = {"start": fresh_clone_block, "runtimes": runtimes_block, "methods": methods_block}
 
 
 def _block_re(key: str) -> re.Pattern[str]:
