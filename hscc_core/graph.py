@@ -13,16 +13,18 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .errors import CompressionError
+
 
 def sequential_stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``[(dotted_name, module), ...]`` whose composition equals ``model.forward``.
 
     Raises:
-        ValueError: if the model is not of the ``features/avgpool/classifier`` form.
+        CompressionError: if the model is not of the ``features/avgpool/classifier`` form.
     """
     if not (isinstance(getattr(model, "features", None), nn.Sequential)
             and isinstance(getattr(model, "classifier", None), nn.Sequential)):
-        raise ValueError(f"{type(model).__name__} is not a features/classifier model; "
+        raise CompressionError(f"{type(model).__name__} is not a features/classifier model; "
                          "sequential refit needs one (use sequential=False)")
     stages = [(f"features.{n}", m) for n, m in model.features.named_children()]
     if isinstance(getattr(model, "avgpool", None), nn.Module):
@@ -44,12 +46,16 @@ def target_layers(model: nn.Module, include: Sequence[str] | None = None,
     Default (HSCC.md §1): every conv/linear except the first conv and the last linear.
     ``include`` / ``exclude`` are shell-style patterns on module names
     (e.g. ``features.*``); ``include`` replaces the default selection.
+
+    Raises:
+        CompressionError: ``include`` matches no layer.
     """
     candidates = [n for n, m in model.named_modules() if n and is_target_type(m)]
     if include:
         chosen = [n for n in candidates if any(fnmatch.fnmatch(n, p) for p in include)]
         if not chosen:
-            raise ValueError(f"--include {list(include)} matches no layer; layers: {', '.join(candidates)}")
+            raise CompressionError(f"the include patterns {list(include)} match no layer; layers: "
+                                   f"{', '.join(candidates)}")
     else:
         convs = [n for n in candidates if isinstance(model.get_submodule(n), nn.Conv2d)]
         linears = [n for n in candidates if isinstance(model.get_submodule(n), nn.Linear)]

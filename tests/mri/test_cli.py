@@ -193,3 +193,11 @@ def test_predict_survives_one_bad_file_of_each_kind_and_reads_series(tmp_path):
         assert by_file[f]["label"] == twin["label"] and by_file[f]["slices"] == 7 == twin["slices"]
         assert by_file[f]["slice"] == twin["slice"] and by_file[f]["series"] == "T1 AX"
         assert max(abs(by_file[f]["probabilities"][c] - twin["probabilities"][c]) for c in twin["probabilities"]) < 1e-4
+
+
+def test_compress_with_an_include_pattern_that_matches_nothing_is_a_one_line_error(tmp_path):
+    out = run_cli("compress", "--model", "alexnet", "--method", "svd", "--include", "nothing.*",
+                  "--out", str(tmp_path / "x.safetensors"))
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "match no layer" in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("error: the include patterns ['nothing.*']")
