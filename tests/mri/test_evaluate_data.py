@@ -263,6 +263,7 @@ def test_cli_end_to_end_vgg16_with_cached_svd(tmp_path, capsys):
     assert "svd 6x" in capsys.readouterr().out
 
 
+@pytest.mark.e2e  # measures int8 plans and quantises with NNCF: minutes on 2 cores (220 s idle)
 def test_cli_runtimes_add_one_row_per_model_and_choice(alexnet_files, tmp_path, capsys):
     """--runtimes: the reference and the artifact again in each runtime, agreement still
     against the reference in PyTorch fp32; fp32 in another runtime changes no answer."""

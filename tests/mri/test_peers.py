@@ -250,6 +250,7 @@ def test_cli_bench_checks_its_modes(alexnet_artifact, capsys):
         main(["bench", "--model", "alexnet", "--peers", "--choices", "openvino:fp16"])
 
 
+@pytest.mark.e2e  # quantises with NNCF and benches every choice: over a minute on 2 cores
 def test_cli_bench_peers_runs_int8_as_deployed_and_reuses_the_kept_quantised_graph(alexnet_artifact, tmp_path,
                                                                                    capsys):
     """An artifact's int8 variant goes through deploy: its plan (kept beside it) decides
