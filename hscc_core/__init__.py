@@ -14,7 +14,7 @@ Errors raised on purpose derive from :class:`HSCCError`.
 """
 from __future__ import annotations
 
-from .artifacts import atomic_write, load, load_metadata, report_path, save, save_with_report
+from .artifacts import atomic_write, file_sha256, load, load_metadata, report_path, save, save_with_report
 from .bench import BenchResult, LatencyStats, ModelBench, bench_pair
 from .compression import METHOD_RUNNERS, compress
 from .config import METHODS, Allocation, CompressionConfig, CompressionReport, Method
@@ -32,7 +32,7 @@ __all__ = [
     "accuracy", "Allocation", "ArtifactError", "atomic_write", "bench_pair", "BenchResult", "best_weights",
     "classification_report", "ClassificationReport", "compress", "CompressionConfig", "CompressionError",
     "CompressionReport", "confusion_matrix", "count_flops", "count_params", "distill", "distillation_loss",
-    "DistillationError", "draw_views", "fidelity", "FinetuneConfig", "flops_by_module", "function_matching",
+    "DistillationError", "draw_views", "fidelity", "file_sha256", "FinetuneConfig", "flops_by_module", "function_matching",
     "HSCCError", "input_shape_of", "LatencyStats", "load", "load_checkpoint", "load_metadata", "macro_f1",
     "MatchingConfig", "MatchingResult", "Method", "METHOD_RUNNERS", "METHODS", "ModelBench", "module_teacher",
     "MODULE_TYPES", "optimize_for_inference", "register_module_type", "replace_submodule", "report_path", "save",

@@ -15,6 +15,7 @@ refused with a clear message.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -30,7 +31,7 @@ from .errors import ArtifactError
 from .graph import replace_submodule
 from .modules import module_factory
 
-__all__ = ["ArtifactError", "FORMAT_VERSION", "atomic_write", "load", "load_metadata", "report_path", "save",
+__all__ = ["ArtifactError", "FORMAT_VERSION", "atomic_write", "file_sha256", "load", "load_metadata", "report_path", "save",
            "save_with_report"]
 
 FORMAT_VERSION = 1
@@ -54,6 +55,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save(model: nn.Module, path: str | os.PathLike, base: str, model_spec: dict[str, Any] | None = None,

@@ -62,11 +62,7 @@ def _source_id(model_name: str) -> tuple[str, str]:
 
         raise ArtifactError(f"{model_name!r} is neither a model name ({', '.join(list_models())}) "
                             "nor an existing file")
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return path.stem, f"file:{digest.hexdigest()}"
+    return path.stem, f"file:{hscc_core.file_sha256(path)}"
 
 
 def calibration_recipe(model_name: str, overrides: dict[str, Any] | None = None):

@@ -113,7 +113,7 @@ def distil_artifact(artifact: str | os.PathLike, pool_dir: str | os.PathLike, se
                                          time_limit_s=time_limit_s, progress=progress, log=log)
     record: dict[str, Any] = {
         "distillation": "function matching", **result.to_dict(), "teacher": base, "student": Path(artifact).name,
-        "student_sha256": _sha256(artifact),
+        "student_sha256": hscc_core.file_sha256(artifact),
         "pool": {"folder": pool.folder, "split": pool.split, "n": len(pool), "sha256": pool.sha256,
                  "max_scans": pool_scans},
         "select": {"folder": select.folder, "n": len(select), "sha256": select.sha256},
@@ -129,12 +129,6 @@ def distil_artifact(artifact: str | os.PathLike, pool_dir: str | os.PathLike, se
         log(f"wrote {out}: selection agreement {result.before['agreement']:.4f} -> {result.best['agreement']:.4f} "
             f"(best epoch {result.best['epoch']})")
     return record
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    from .testset import file_sha256
-
-    return file_sha256(path)
 
 
 def _cpu() -> str:

@@ -34,9 +34,8 @@ from typing import Any, Iterable, Mapping
 import cv2
 import numpy as np
 
-from hscc_core import atomic_write
+from hscc_core import atomic_write, file_sha256
 
-from .testset import file_sha256
 
 __all__ = ["FORMAT_VERSION", "HALVES", "NEAR_DUPLICATE_CORRELATION", "THUMBNAIL_SIZE", "correlation_matrix",
            "half_files", "load_manifest", "make_halves", "materialize", "near_duplicate_groups",

@@ -26,7 +26,6 @@ with the reason.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import platform
@@ -44,7 +43,7 @@ import torch
 from torch import nn
 
 import hscc_core
-from hscc_core import ArtifactError
+from hscc_core import ArtifactError, file_sha256
 
 from .cache import BUILD_ALGORITHM_VERSION, build_key, cache_path, calibration_recipe, compressed_model, load_report
 from .recipes import DEFAULT_METHOD, DEFAULT_MODEL
@@ -79,14 +78,6 @@ class ReleaseError(ArtifactError):
 def compressed_key(method: str, budget: float) -> str:
     """The manifest key of a compressed model, e.g. ``"hscc-6x"``."""
     return f"{method}-{budget:g}x"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _cpu_kind(vnni: bool) -> str:
@@ -137,7 +128,7 @@ class Release:
         path = self.folder / file
         if not path.is_file():
             raise ReleaseError(f"release file {path} is missing")
-        found = _sha256(path)
+        found = file_sha256(path)
         if found != expected["sha256"]:
             raise ReleaseError(f"release file {path} is corrupt or was changed: SHA-256 {found[:12]}… found, "
                                f"{expected['sha256'][:12]}… expected by {MANIFEST}; it is not used")
@@ -565,7 +556,7 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
     test_set = None
     if data is not None:
         test_set = _evaluate(Path(data), models, staging, n_bootstrap, progress, log)
-    files = {p.name: {"sha256": _sha256(p), "size": p.stat().st_size} for p in sorted(staging.iterdir())}
+    files = {p.name: {"sha256": file_sha256(p), "size": p.stat().st_size} for p in sorted(staging.iterdir())}
     for key, entry in models.items():
         entry.pop("_source")
         if key != REFERENCE:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hscc_core import (atomic_write, classification_report, count_flops, count_params, fidelity,
+from hscc_core import (atomic_write, classification_report, count_flops, count_params, fidelity, file_sha256,
                        optimize_for_inference, time_forward_interleaved)
 from hscc_core.progress import progress_bar
 
@@ -46,7 +46,6 @@ __all__ = [
     "bootstrap_indices",
     "evaluate_models",
     "evaluation_path",
-    "file_sha256",
     "format_table",
     "load_evaluation",
     "load_test_set",
@@ -406,15 +405,6 @@ def format_table(result: Mapping[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- sidecar
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def evaluation_path(artifact_path: str | os.PathLike[str]) -> Path:
     """Where the evaluation sidecar of an artifact goes:
     ``x.safetensors`` -> ``x.evaluation.json`` (other names get the suffix appended)."""

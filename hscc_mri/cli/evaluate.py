@@ -184,12 +184,11 @@ def _cmd_evaluate_data(args: argparse.Namespace) -> int:
     """``evaluate --data DIR``: see :mod:`hscc_mri.testset`."""
     import torch
 
-    from hscc_core import ArtifactError
+    from hscc_core import ArtifactError, file_sha256
 
     from .. import cache
     from ..resolve import load_model, resolve_model
-    from ..testset import (add_same_runtime_agreement, evaluate_models, file_sha256, format_table, load_test_set,
-                           write_evaluation)
+    from ..testset import add_same_runtime_agreement, evaluate_models, format_table, load_test_set, write_evaluation
 
     if args.scans:
         raise CliError(f"SCAN arguments are for leave-one-scan-out; with --data the test set is {args.data} "

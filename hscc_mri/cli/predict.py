@@ -65,13 +65,12 @@ def resolve_predict_model(args: argparse.Namespace):
     """
     from pathlib import Path
 
-    from hscc_core import ArtifactError
+    from hscc_core import ArtifactError, file_sha256
 
     from ..deploy import choose_runtime, deploy
     from ..release import REFERENCE, ReleaseError, load_release, load_released, release_choice
     from ..resolve import is_registry_name, resolve_model
     from ..runtimes import RuntimeUnavailable
-    from ..testset import file_sha256
 
     if args.model is not None and (args.uncompressed or args.budget is not None):
         raise CliError("--model names the model itself: give it without --uncompressed or --budget")
