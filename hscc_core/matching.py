@@ -108,9 +108,6 @@ class MatchingConfig:
             raise DistillationError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
         if self.checkpoint_every < 1:
             raise DistillationError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
-        if isinstance(self.views, dict):  # rebuilt from JSON
-            object.__setattr__(self, "views", ViewConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                                            for k, v in self.views.items()}))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
