@@ -25,6 +25,7 @@ from .graph import replace_submodule, target_layers
 from .matching import MatchingConfig, MatchingResult, best_weights, function_matching, load_checkpoint, module_teacher
 from .metrics import ClassificationReport, accuracy, classification_report, confusion_matrix, fidelity, macro_f1
 from .modules import MODULE_TYPES, register_module_type
+from .safety_net import SafetyNetChoice, choose_safety_net, choose_threshold
 from .timing import optimize_for_inference, time_forward, time_forward_interleaved
 from .views import ViewConfig, draw_views
 
@@ -36,5 +37,6 @@ __all__ = [
     "HSCCError", "input_shape_of", "LatencyStats", "load", "load_checkpoint", "load_metadata", "macro_f1",
     "MatchingConfig", "MatchingResult", "Method", "METHOD_RUNNERS", "METHODS", "ModelBench", "module_teacher",
     "MODULE_TYPES", "optimize_for_inference", "register_module_type", "replace_submodule", "report_path", "save",
-    "save_with_report", "target_layers", "time_forward", "time_forward_interleaved", "ViewConfig",
+    "SafetyNetChoice", "save_with_report", "target_layers", "choose_safety_net", "choose_threshold",
+    "time_forward", "time_forward_interleaved", "ViewConfig",
 ]

@@ -14,6 +14,15 @@ input, never waiting for a full batch), so a slow source still yields line by li
 fast one gives full batches. A file that cannot be read gives ``{file, error}`` in its
 place and the run goes on.
 
+With a safety net (:class:`Fallback`: the uncompressed reference and the release's
+threshold, :mod:`hscc_mri.safety_net`), the scans of a batch whose compressed answer is
+below the threshold run through the reference too (batched as well) and its answer is the
+one returned; each line then says ``answered_by`` and the ``confidence`` compared.
+
+Each classified line carries ``model_ms``: the model time spent on that scan, its share
+of the batch call plus, when handed over, its share of the reference's call (a
+throughput share, not a batch-1 latency).
+
 Latency is measured only when asked (``repeats > 0``): then each scan is run alone, one
 warm-up and ``repeats`` timed batch-1 passes, and ``latency_ms`` is their median (the
 single-scan latency a user of the app sees). A batch's wall time divided by its size is
@@ -23,7 +32,9 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -31,7 +42,7 @@ from torch import nn
 
 from .inference import ScanInput, predict_tensor, read_scan_input, result_line
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_READERS", "ReadAhead", "predict_files"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_READERS", "Fallback", "ReadAhead", "predict_files"]
 
 #: Most inputs per model call. Larger batches gain little on a CPU once both cores are
 #: busy and delay the first lines; 16 inputs of 3 x 240 x 240 are 11 MB.
@@ -128,9 +139,24 @@ class _Batcher:
         return [_forward(self.model, x.unsqueeze(0))[0].tolist() for x in xs]
 
 
+@dataclass
+class Fallback:
+    """The safety net of a compressed model: its uncertain scans go to ``reference``.
+
+    Attributes:
+        reference: the uncompressed model (same input contract), compiled like the other.
+        net: the rule (:class:`hscc_mri.safety_net.SafetyNet`: ``hand_over``, ``confidence``,
+            ``measure``, ``threshold``).
+    """
+
+    reference: nn.Module
+    net: Any
+
+
 def predict_files(model: nn.Module, files: Sequence[str], slice_index: int | None = None,
                   series: int | str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                  readers: int = DEFAULT_READERS, repeats: int = 0) -> Iterator[dict[str, Any]]:
+                  readers: int = DEFAULT_READERS, repeats: int = 0,
+                  fallback: Fallback | None = None) -> Iterator[dict[str, Any]]:
     """Classify ``files`` with ``model``, yielding one result dict per file in input order,
     each as soon as it is known.
 
@@ -141,12 +167,17 @@ def predict_files(model: nn.Module, files: Sequence[str], slice_index: int | Non
         batch_size: most inputs per model call (1: one at a time).
         readers: reader threads (0: read in the calling thread, nothing ahead).
         repeats: 0 for no timing; else each scan runs alone, one warm-up and ``repeats``
-            timed batch-1 passes, and its line has ``latency_ms`` (their median).
+            timed batch-1 passes, and its line has ``latency_ms`` (their median; the
+            reference's added for a scan handed over).
+        fallback: the safety net (``None``: the model answers every scan).
 
     Yields:
         The lines of :func:`hscc_mri.inference.result_line`: ``file``, ``label``,
         ``probabilities``, ``runtime``, ``precision``, ``latency_ms`` when timed, and
-        ``slice``/``slices``/``series``/``notes`` as the scan has them; or ``{file, error}``.
+        ``slice``/``slices``/``series``/``notes`` as the scan has them, ``model_ms``, and
+        with ``fallback`` ``answered_by`` (``compressed``/``uncompressed``) and
+        ``confidence`` (``measure``, ``value``, ``threshold``, ``compressed_label``); or
+        ``{file, error}``.
         Probabilities equal those of :func:`hscc_mri.inference.predict_file` up to the
         float rounding of a batched call (measured below 1e-6 on the registry models).
     """
@@ -158,11 +189,11 @@ def predict_files(model: nn.Module, files: Sequence[str], slice_index: int | Non
 
     if readers < 1:
         done = (_done(read(str(f))) for f in files)
-        yield from _classify(model, done, 1 if repeats else batch_size, repeats)
+        yield from _classify(model, done, 1 if repeats else batch_size, repeats, fallback)
         return
     ahead = ReadAhead([str(f) for f in files], read, workers=readers, depth=max(2 * batch_size, readers))
     try:
-        yield from _classify(model, ahead.futures(), 1 if repeats else batch_size, repeats)
+        yield from _classify(model, ahead.futures(), 1 if repeats else batch_size, repeats, fallback)
     finally:  # also on Ctrl+C or when the caller stops early: stop reading
         ahead.close()
 
@@ -174,10 +205,11 @@ def _done(item: ScanInput) -> Future:
 
 
 def _classify(model: nn.Module, futures: Iterator[Future], batch_size: int,
-              repeats: int) -> Iterator[dict[str, Any]]:
+              repeats: int, fallback: Fallback | None = None) -> Iterator[dict[str, Any]]:
     """Take read inputs in order; run whatever is read (at least one, at most
     ``batch_size``) as one batch; yield the lines in order."""
     batcher = _Batcher(model)
+    reference = _Batcher(fallback.reference) if fallback is not None else None
     waiting: Future | None = None
     while True:
         head = waiting or next(futures, None)
@@ -195,11 +227,11 @@ def _classify(model: nn.Module, futures: Iterator[Future], batch_size: int,
                 break
             pending.append(nxt.result())
             inputs += pending[-1].x is not None
-        yield from _answer(model, batcher, pending, repeats)
+        yield from _answer(model, batcher, pending, repeats, fallback, reference)
 
 
-def _answer(model: nn.Module, batcher: _Batcher, pending: list[ScanInput],
-            repeats: int) -> Iterator[dict[str, Any]]:
+def _answer(model: nn.Module, batcher: _Batcher, pending: list[ScanInput], repeats: int,
+            fallback: Fallback | None = None, reference: _Batcher | None = None) -> Iterator[dict[str, Any]]:
     """The lines of ``pending`` in order: unreadable files before the first input at once,
     the rest after the model has run."""
     first = next((i for i, item in enumerate(pending) if item.x is not None), len(pending))
@@ -208,14 +240,57 @@ def _answer(model: nn.Module, batcher: _Batcher, pending: list[ScanInput],
     rest = pending[first:]
     if not rest:
         return
+    inputs = [item.x for item in rest if item.x is not None]
     if repeats:
-        for item in rest:
-            if item.x is None:
-                yield result_line(model, item)
-            else:
-                timed = predict_tensor(model, item.x, repeats)
-                yield result_line(model, item, list(timed["probabilities"].values()), timed["latency_ms"])
-        return
-    probs = iter(batcher.probabilities([item.x for item in rest if item.x is not None]))
+        timed = [predict_tensor(model, x, repeats) for x in inputs]
+        probs = [list(t["probabilities"].values()) for t in timed]
+        latency = [t["latency_ms"] for t in timed]
+        share = latency
+    else:
+        t0 = time.perf_counter()
+        probs = batcher.probabilities(inputs)
+        share = [1e3 * (time.perf_counter() - t0) / len(inputs)] * len(inputs)
+        latency = [None] * len(inputs)
+    extras: list[dict[str, Any]] = [{} for _ in inputs]
+    if fallback is not None:
+        probs, latency, share, extras = _safety_net(fallback, reference, inputs, probs, latency, share, repeats)
+    answers = iter(zip(probs, latency, share, extras))
     for item in rest:
-        yield result_line(model, item, next(probs) if item.x is not None else None)
+        if item.x is None:
+            yield result_line(model, item)
+            continue
+        p, ms, model_ms, extra = next(answers)
+        yield {**result_line(model, item, p, ms), "model_ms": round(model_ms, 3), **extra}
+
+
+def _safety_net(fallback: Fallback, reference: _Batcher, inputs: list[torch.Tensor], probs: list[list[float]],
+                latency: list[float | None], share: list[float], repeats: int):
+    """Hand the inputs whose compressed answer is below the threshold to the reference:
+    its probabilities replace theirs, its time is added to theirs."""
+    p = torch.tensor(probs, dtype=torch.float64)
+    handed = fallback.net.hand_over(p).tolist()
+    scores = fallback.net.confidence(p).tolist()
+    names = list(fallback.reference.spec.class_names)
+    idx = [i for i, h in enumerate(handed) if h]
+    probs, latency, share = list(probs), list(latency), list(share)
+    if idx:
+        if repeats:
+            timed = [predict_tensor(fallback.reference, inputs[i], repeats) for i in idx]
+            ref_probs = [list(t["probabilities"].values()) for t in timed]
+            ref_ms = [t["latency_ms"] for t in timed]
+        else:
+            t0 = time.perf_counter()
+            ref_probs = reference.probabilities([inputs[i] for i in idx])
+            ref_ms = [1e3 * (time.perf_counter() - t0) / len(idx)] * len(idx)
+        for i, rp, ms in zip(idx, ref_probs, ref_ms):
+            probs[i] = rp
+            share[i] += ms
+            if latency[i] is not None:
+                latency[i] += ms
+    threshold = fallback.net.threshold
+    extras = [{"answered_by": "uncompressed" if h else "compressed",
+               "confidence": {"measure": fallback.net.measure, "value": round(s, 6),
+                              "threshold": None if threshold is None else round(threshold, 6),
+                              "compressed_label": names[max(range(len(q)), key=q.__getitem__)]}}
+              for h, s, q in zip(handed, scores, p.tolist())]
+    return probs, latency, share, extras

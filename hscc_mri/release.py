@@ -469,7 +469,8 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
                  plans: Mapping[float, str | os.PathLike] | None = None, default_budget: float | None = None,
                  cache_dir: str | os.PathLike = "artifacts", rebuild: bool = False,
                  calibration: dict[str, Any] | None = None, int8: bool = True, n_bootstrap: int = 1000,
-                 command: str | None = None, progress: bool = True,
+                 command: str | None = None, progress: bool = True, select: str | os.PathLike | None = None,
+                 safety_net_target: float | None = None,
                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build (or take) the compressed models at ``budgets``, quantise what has an int8 plan,
     evaluate on ``data`` and write the release folder ``out`` (replaced as a whole).
@@ -490,6 +491,10 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
         int8: quantise the models whose weights have a measured int8 plan.
         n_bootstrap: bootstrap replicates of the SEs.
         command: the command line recorded (default: this process's).
+        select: selection scans on which each compressed model's safety-net threshold is
+            chosen and written into the manifest (:func:`hscc_mri.safety_net.add_safety_net`).
+        safety_net_target: the agreement the kept answers must reach (default
+            :data:`hscc_mri.safety_net.DEFAULT_TARGET`).
         progress, log: progress bars; where one-line messages go (default stderr).
 
     Returns:
@@ -590,4 +595,9 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
     os.replace(staging, out)
     log(f"wrote {out} ({len(files)} files, {manifest['total_bytes'] / 1e6:.1f} MB) in "
         f"{manifest['build']['seconds']:.0f} s")
+    if select is not None:
+        from .safety_net import DEFAULT_TARGET, add_safety_net
+
+        return add_safety_net(out, select, DEFAULT_TARGET if safety_net_target is None else safety_net_target,
+                              progress=progress, log=log)
     return json.loads(text)  # as written (JSON lists for tuples)

@@ -33,6 +33,7 @@ from hscc_mri.recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL
 from hscc_mri.release import REFERENCE, RELEASE_DIR, Release, ReleaseError, load_release, load_released, release_choice
 from hscc_mri.resolve import load_model, resolve_model
 from hscc_mri.runtimes import Choice, RuntimeUnavailable, cpu_summary, resolve_choice
+from hscc_mri.safety_net import safety_net_for
 from hscc_mri.testset import load_evaluation
 
 __all__ = ["ModelPair", "load_model_pair", "release_note"]
@@ -60,8 +61,10 @@ class ModelPair:
             speed-up is a fair one), with why it was chosen.
         release: where the pair came from when it is the release's: ``folder``, ``name``
             and ``reference`` (each model's release name with 12 hex of its SHA-256),
-            ``fidelity`` (the manifest's measurement of the compressed model), ``test_set``
-            and ``commit``; ``None`` for a pair built or loaded otherwise.
+            ``fidelity`` (the manifest's measurement of the compressed model), ``test_set``,
+            ``commit`` and ``safety_net`` (the release's rule for the precision the page
+            runs, :class:`hscc_mri.safety_net.SafetyNet`, or ``None``); ``None`` for a pair
+            built or loaded otherwise.
     """
 
     original: nn.Module
@@ -234,7 +237,8 @@ def _release_pair(folder: Path, model: str, method: str, budget: float, runtime:
         f"{cpu_summary()})")
     info = {"folder": str(folder), "name": compressed.name, "reference": original.name,
             "fidelity": rel.fidelity(key), "test_set": rel.manifest.get("test_set"),
-            "commit": rel.manifest["code"]["commit"], "int8": entry.get("int8")}
+            "commit": rel.manifest["code"]["commit"], "int8": entry.get("int8"),
+            "safety_net": safety_net_for(entry, choice.precision)}
     return ModelPair(original=original.model, compressed=compressed.model, report=report,
                      name=_method_name(report, method), reference_name=rel.models[REFERENCE]["name"],
                      seconds=seconds, evaluation=evaluation, runtime=choice, release=info)

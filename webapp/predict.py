@@ -21,7 +21,7 @@ from preprocessing import Scan, to_model_input
 from .models import ModelPair
 
 __all__ = ["Comparison", "ModelResult", "compare_slice", "comparison_html", "label_value", "model_view",
-           "scan_summary"]
+           "safety_net_html", "scan_summary"]
 
 #: Timed runs per model and scan (the page shows the median).
 DEFAULT_REPEATS = 7
@@ -177,7 +177,28 @@ def comparison_html(cmp: Comparison, pair: ModelPair) -> str:
     speed = (f'<p id="speedup" class="hscc-speedup">Speed-up on this scan: <b>{cmp.speedup:.1f}x</b> '
              f'(FLOPs {flops_ratio:.1f}x fewer; both in {e(pair.runtime.label)}, {cmp.threads} CPU '
              f'thread{"s" if cmp.threads != 1 else ""}, models timed in turns).</p>')
-    return banner + table + speed + real_test_html(pair)
+    return banner + safety_net_html(cmp, pair) + table + speed + real_test_html(pair)
+
+
+def safety_net_html(cmp: Comparison, pair: ModelPair) -> str:
+    """Whether the compressed answer is below the release's safety-net threshold (then it is
+    marked uncertain: ``predict`` would hand this scan to the uncompressed model); empty
+    when the pair has no safety net."""
+    net = (pair.release or {}).get("safety_net")
+    if net is None:
+        return ""
+    probs = torch.tensor([list(cmp.compressed.probabilities.values())], dtype=torch.float64)
+    value = float(net.confidence(probs)[0])
+    what = "top probability" if net.measure == "top" else "margin over the second class"
+    chosen = (f'threshold {net.threshold:.3f} chosen on {net.selection.get("n")} selection scans so that the '
+              f'answers kept agree with the uncompressed model on {100 * net.selection.get("target", 0):.1f}% '
+              f'of them' if net.threshold is not None else "no threshold: every answer is checked")
+    if bool(net.hand_over(probs)[0]):
+        return (f'<div id="safety-net" class="hscc-banner hscc-uncertain" role="alert">Compressed answer '
+                f'<b>uncertain</b>: its {what} is {value:.3f}, below the safety net ({html.escape(chosen)}). '
+                f'Use the uncompressed model\'s answer for this scan.</div>')
+    return (f'<p id="safety-net" class="hscc-sure">Compressed answer above the safety net: its {what} is '
+            f'{value:.3f} ({html.escape(chosen)}).</p>')
 
 
 def real_test_html(pair: ModelPair) -> str:

@@ -46,6 +46,7 @@ CSS = """
 .hscc-banner {padding: 0.6em 0.9em; border-radius: 6px; font-weight: 600; margin-bottom: 0.6em;}
 .hscc-agree {background: #e7f5ec; color: #14532d; border: 1px solid #86c49b;}
 .hscc-disagree {background: #fdecea; color: #7f1d1d; border: 2px solid #dc2626;}
+.hscc-uncertain {background: #fff7e6; color: #7c2d12; border: 2px solid #d97706;}
 .hscc-table {width: 100%; border-collapse: collapse;}
 .hscc-table th, .hscc-table td {padding: 0.35em 0.6em; border-bottom: 1px solid #ddd; text-align: left;}
 .hscc-speedup {margin-top: 0.6em;}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from ..release import RELEASE_DIR
 from ._common import CliError, add_runtime_arguments, set_threads
@@ -19,7 +19,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(class -> p), runtime, precision, latency_ms only with --timing/--repeats (median model time of "
         "the scan alone, batch 1), slice and slices for volumes, series and notes for a series; a file that "
         "cannot be read gives {file, error} and the run goes on. Files are read ahead while the model runs "
-        "and classified in batches; a long run shows its progress on stderr. Exit status 1 if any file "
+        "and classified in batches; a long run shows its progress on stderr. With the release's compressed model "
+        "the safety net is on: a scan whose compressed answer is less sure than the threshold measured on the "
+        "selection half of Testing/ (release/manifest.json) is classified by the uncompressed model, and each "
+        "line says answered_by, the confidence compared and model_ms (model time spent on the scan, both models). "
+        "Exit status 1 if any file "
         "could not be read, 130 when interrupted (the lines printed so far are complete).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default=None,
@@ -29,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the release's compressed model at this FLOPs budget (3 or 6) instead of its default")
     p.add_argument("--uncompressed", action="store_true",
                    help="the release's uncompressed reference model (the app's other model)")
+    p.add_argument("--no-safety-net", action="store_true",
+                   help="the compressed model answers every scan (default: its unsure scans go to the uncompressed "
+                        "model, at the release's measured threshold)")
     p.add_argument("--release", default=str(RELEASE_DIR), help="the release folder the default models come from")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.add_argument("--slice", type=int, default=None, help="slice of volumes (default: most brain signal)")
@@ -48,6 +55,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+class SafetyNetUse(NamedTuple):
+    """The safety net ``predict`` runs with: the reference and rule (``None`` when the
+    release has no threshold), the reference's release name, and a line for stderr."""
+
+    fallback: Any
+    reference_name: str | None
+    description: str
+
+
 def resolve_predict_model(args: argparse.Namespace):
     """The model ``predict`` runs, its runtime choice and how each JSON line names it.
 
@@ -57,7 +73,9 @@ def resolve_predict_model(args: argparse.Namespace):
 
     Returns:
         ``(compiled model, its Choice, {"model": name and 12 hex of its SHA-256 (a registry
-        name as is), "runtime", "precision"})``.
+        name as is), "runtime", "precision"}, SafetyNetUse or None)``: the safety net of
+        the release's compressed model unless ``--no-safety-net`` (with a ``None``
+        fallback when the release has no threshold for it), else ``None``.
 
     Raises:
         CliError: a bad combination of options, a model that cannot be loaded, or a
@@ -67,15 +85,20 @@ def resolve_predict_model(args: argparse.Namespace):
 
     from hscc_core import ArtifactError, file_sha256
 
+    from ..batch_predict import Fallback
     from ..deploy import choose_runtime, deploy
     from ..release import REFERENCE, ReleaseError, load_release, load_released, release_choice
     from ..resolve import is_registry_name, resolve_model
     from ..runtimes import RuntimeUnavailable
+    from ..safety_net import safety_net_for
 
     if args.model is not None and (args.uncompressed or args.budget is not None):
         raise CliError("--model names the model itself: give it without --uncompressed or --budget")
     if args.uncompressed and args.budget is not None:
         raise CliError("--uncompressed and --budget exclude each other")
+    if args.no_safety_net and (args.model is not None or args.uncompressed):
+        raise CliError("--no-safety-net applies to the release's compressed model only")
+    net = None
     try:
         if args.model is not None:
             source = resolve_model(args.model)
@@ -89,15 +112,26 @@ def resolve_predict_model(args: argparse.Namespace):
             if key is None:
                 raise CliError(f"--budget {args.budget:g}: the release {args.release} has the budgets "
                                f"{', '.join(f'{b:g}' for b in release.budgets())} (--model builds any other)")
-            choice = release_choice(release, [key], args.runtime, args.precision)
+            with_net = key != REFERENCE and not args.no_safety_net
+            # With the safety net both models run: one runtime and precision that suits both.
+            choice = release_choice(release, [key, REFERENCE] if with_net else [key], args.runtime, args.precision)
             released = load_released(release, key, choice)
             model, name = released.model, released.name
+            if with_net:
+                rule = safety_net_for(release.models[key], choice.precision)
+                if rule is None:
+                    net = SafetyNetUse(None, None, f"no safety net: the release has no threshold for {key} in "
+                                                   f"{choice.precision} (hscc-mri release --select DIR measures one)")
+                else:
+                    ref = load_released(release, REFERENCE, choice)
+                    net = SafetyNetUse(Fallback(ref.model, rule), ref.name, rule.describe())
     except ReleaseError as e:
         raise CliError(f"{e} (hscc-mri release rebuilds the release; --model NAME|PATH runs another model)") from e
     except (ArtifactError, RuntimeUnavailable, ValueError) as e:
         raise CliError(str(e)) from e
-    return model, choice, {"model": name, "runtime": getattr(model, "runtime", choice.runtime),
-                           "precision": getattr(model, "precision", choice.precision)}
+    info = {"model": name, "runtime": getattr(model, "runtime", choice.runtime),
+            "precision": getattr(model, "precision", choice.precision)}
+    return model, choice, info, net
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,15 +140,18 @@ def run(args: argparse.Namespace) -> int:
     from ..batch_predict import predict_files
 
     set_threads(args.threads)
-    model, choice, model_info = resolve_predict_model(args)  # model_info: {"model", "runtime", "precision"}
+    model, choice, model_info, net = resolve_predict_model(args)  # model_info: {"model", "runtime", "precision"}
     print(f"running {model_info['model']} in {model.label}" + (f" ({choice.reason})" if choice.reason else ""),
           file=sys.stderr, flush=True)
+    fallback, reference_name = (net.fallback, net.reference_name) if net else (None, None)
+    if net:
+        print(net.description, file=sys.stderr, flush=True)
     if args.batch_size < 1 or args.repeats < 0 or args.readers < 0:
         raise CliError("--batch-size must be at least 1, --repeats and --readers at least 0")
     repeats = args.repeats or (5 if args.timing else 0)
     results = predict_files(model, args.files, slice_index=args.slice, series=args.series,
-                            batch_size=args.batch_size, readers=args.readers, repeats=repeats)
-    return _print_results(results, len(args.files), args.json, model_info)
+                            batch_size=args.batch_size, readers=args.readers, repeats=repeats, fallback=fallback)
+    return _print_results(results, len(args.files), args.json, model_info, reference_name)
 
 
 #: Runs of at least this many files show their progress on stderr.
@@ -122,11 +159,12 @@ PROGRESS_MIN_FILES = 20
 
 
 def _print_results(results: Iterator[dict[str, Any]], total: int, as_json: bool,
-                   model_info: dict[str, Any] | None = None) -> int:
+                   model_info: dict[str, Any] | None = None, reference_name: str | None = None) -> int:
     """Print each result line as it comes (flushed, so an interrupted run keeps every line
     printed), with progress on stderr for a long run; exit status 1 if any file failed.
     Each classified line names the model that answered (``model_info``: model, runtime,
-    precision, after ``file``); a file that could not be read stays ``{file, error}``."""
+    precision, after ``file``; ``reference_name`` for a scan the safety net handed to the
+    uncompressed model); a file that could not be read stays ``{file, error}``."""
     import sys
 
     from hscc_core.progress import progress_bar
@@ -139,7 +177,10 @@ def _print_results(results: Iterator[dict[str, Any]], total: int, as_json: bool,
         for res in results:
             failures += "error" in res
             if model_info and "error" not in res:
-                res = {"file": res["file"], **model_info, **{k: v for k, v in res.items() if k not in model_info}}
+                info = dict(model_info)
+                if res.get("answered_by") == "uncompressed" and reference_name:
+                    info["model"] = reference_name
+                res = {"file": res["file"], **info, **{k: v for k, v in res.items() if k not in info}}
             if as_json:
                 line = json.dumps(res)
             elif "error" in res:
@@ -147,7 +188,8 @@ def _print_results(results: Iterator[dict[str, Any]], total: int, as_json: bool,
             else:
                 p = res["probabilities"][res["label"]]
                 ms = f", {res['latency_ms']:.1f} ms" if "latency_ms" in res else ""
-                line = f"{res['file']}: {DISPLAY_NAMES.get(res['label'], res['label'])} (p={p:.3f}{ms})"
+                by = " [uncompressed model: the compressed one was unsure]" if res.get("answered_by") == "uncompressed" else ""
+                line = f"{res['file']}: {DISPLAY_NAMES.get(res['label'], res['label'])} (p={p:.3f}{ms}){by}"
             if redraw:  # the bar on the same terminal: tqdm.write clears it and redraws it below the line
                 bar.write(line, file=sys.stdout)
             else:

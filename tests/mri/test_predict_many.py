@@ -37,7 +37,7 @@ def _files(tmp_path: Path) -> tuple[list[str], str]:
 def _assert_same(batched: dict, single: dict, tol: float) -> None:
     assert batched["file"] == single["file"]
     assert batched["label"] == single["label"], (batched, single)
-    assert batched.keys() - {"latency_ms"} == single.keys() - {"latency_ms"}
+    assert batched.keys() - {"latency_ms", "model_ms"} == single.keys() - {"latency_ms", "model_ms"}
     assert max(abs(batched["probabilities"][c] - single["probabilities"][c]) for c in single["probabilities"]) < tol
     for key in ("slice", "slices", "series", "notes", "runtime", "precision"):
         assert batched.get(key) == single.get(key)
@@ -53,6 +53,7 @@ def test_batched_results_equal_one_at_a_time_in_order_with_the_bad_file_in_place
         if f == broken:
             continue
         assert "latency_ms" not in res  # not timed: no latency to report
+        assert res["model_ms"] > 0  # the scan's share of its batch call
         _assert_same(res, predict_file(vgg16, f, repeats=1), tol=1e-5)
     for res in batched:
         name = Path(res["file"]).name

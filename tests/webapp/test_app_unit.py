@@ -108,6 +108,26 @@ def test_disagreement_is_flagged_and_text_is_escaped(pair):
     assert "<script>" not in comparison_html(cmp, odd)
 
 
+def test_an_answer_below_the_safety_net_is_marked_uncertain(pair):
+    """The release's rule (here a margin threshold of 0.5) marks a compressed answer whose
+    margin is below it as uncertain (an alert), and says so plainly when it is above."""
+    import dataclasses
+
+    from hscc_mri.safety_net import SafetyNet
+
+    net = SafetyNet("margin", 0.5, "float", {"n": 329, "target": 0.995, "handed_over": 0.1, "kept_agreement": 1.0})
+    with_net = dataclasses.replace(pair, release={"name": "x", "safety_net": net})
+    ref = ModelResult("glioma", {"glioma": 0.9, "meningioma": 0.1, "notumor": 0.0, "pituitary": 0.0}, 50.0)
+    unsure = ModelResult("glioma", {"glioma": 0.6, "meningioma": 0.4, "notumor": 0.0, "pituitary": 0.0}, 10.0)
+    sure = ModelResult("glioma", {"glioma": 0.8, "meningioma": 0.1, "notumor": 0.1, "pituitary": 0.0}, 10.0)
+    page = comparison_html(Comparison(np.zeros((4, 4), np.uint8), unsure, ref, repeats=7, threads=2), with_net)
+    assert 'id="safety-net"' in page and "hscc-uncertain" in page and "<b>uncertain</b>" in page
+    assert "margin over the second class is 0.200" in page and "threshold 0.500 chosen on 329 selection scans" in page
+    page = comparison_html(Comparison(np.zeros((4, 4), np.uint8), sure, ref, repeats=7, threads=2), with_net)
+    assert 'id="safety-net"' in page and "uncertain" not in page and "above the safety net" in page
+    assert 'id="safety-net"' not in comparison_html(Comparison(np.zeros((4, 4), np.uint8), sure, ref, 7, 2), pair)
+
+
 def _svd_artifact(tmp_path):
     """A seeded random AlexNet, its Global-SVD 1.5x compression (conv layers) and that
     compression saved as ``tmp_path/alexnet-svd.safetensors``."""
@@ -264,7 +284,7 @@ def test_the_pair_comes_from_the_release_and_a_changed_file_is_built_instead(tmp
         folder = tmp_path / "release"
         manifest = make_release(folder, MINI_TESTING, model=TINY, budgets=(1.5,), cache_dir=tmp_path / "built",
                                 calibration={"views": 1, "phantoms": 2}, int8=False, n_bootstrap=20, progress=False,
-                                command="test", log=lambda _m: None)
+                                command="test", select=MINI_TESTING, log=lambda _m: None)
         messages: list[str] = []
         cache = tmp_path / "app-cache"
         pair = load_model_pair(TINY, "hscc", 1.5, cache, progress=False, log=messages.append, release=folder)
@@ -276,7 +296,9 @@ def test_the_pair_comes_from_the_release_and_a_changed_file_is_built_instead(tmp
         assert name in note and f"{100 * fid['agreement']:.1f}%" in note
         assert note in _header(pair) and pair.evaluation is not None
         image = load_scan(SAMPLES / "Te-gl_0010.jpg").image()
-        assert 'id="real-test"' in comparison_html(compare_slice(pair, image, repeats=1, eight_bit=True), pair)
+        page = comparison_html(compare_slice(pair, image, repeats=1, eight_bit=True), pair)
+        assert 'id="real-test"' in page and 'id="safety-net"' in page  # the release's measured rule
+        assert pair.release["safety_net"].threshold == manifest["models"]["hscc-1.5x"]["safety_net"]["float"]["threshold"]
 
         tampered = tmp_path / "tampered"
         shutil.copytree(folder, tampered)
