@@ -16,7 +16,7 @@ from .base import CompiledModel, RuntimeUnavailable
 from .cpu import cpu_summary, has_native_bf16, has_vnni
 from .export import never_quantised, onnx_bytes, scope_prefix
 
-__all__ = ["compile_openvino", "openvino_model", "quantize_openvino", "read_ir", "save_ir"]
+__all__ = ["compile_openvino", "feature_teacher", "openvino_model", "quantize_openvino", "read_ir", "save_ir"]
 
 
 def _core():
@@ -162,3 +162,39 @@ def compile_openvino(model: nn.Module, precision: str, calibration: Sequence[tor
     out = CompiledModel(run, model, "openvino", precision, details)
     out.openvino_graph = graph  # for saving it as IR
     return out
+
+
+def feature_teacher(graph, threads: int | None = None):
+    """A distillation teacher (:data:`hscc_core.matching.TeacherFn`) from an OpenVINO graph:
+    ``x -> (logits, feature map entering the last max-pooling layer)`` as float32 tensors.
+
+    The feature map is added as a second output of the (typically int8) graph, so the
+    teacher of a distillation runs in the fastest faithful runtime and still gives the
+    feature term its target; for a quantised graph it is the value the pooling layer reads.
+
+    Args:
+        graph: an ``openvino.Model`` with one input and the logits as its first output (e.g.
+            the release's int8 graph of the dense reference, :func:`read_ir`).
+        threads: inference threads (default: ``torch.get_num_threads()``).
+
+    Raises:
+        RuntimeUnavailable: openvino missing, or a graph without a max-pooling layer.
+    """
+    _, core = _core()
+    graph = graph.clone()
+    pools = [op for op in graph.get_ordered_ops() if op.get_type_name() == "MaxPool"]
+    if not pools:
+        raise RuntimeUnavailable("the teacher graph has no max-pooling layer to take the feature map from")
+    graph.add_outputs([pools[-1].input_value(0)])
+    threads = threads or torch.get_num_threads()
+    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    if has_native_bf16():
+        config["INFERENCE_PRECISION_HINT"] = "f32"  # the unquantised layers stay float32, as when serving
+    compiled = core.compile_model(graph, "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(x: torch.Tensor, _keep=(compiled, core)) -> tuple[torch.Tensor, torch.Tensor]:
+        out = request.infer({0: np.ascontiguousarray(x.detach().float().cpu().numpy())})
+        return torch.from_numpy(np.array(out[0], copy=True)), torch.from_numpy(np.array(out[1], copy=True))
+
+    return run

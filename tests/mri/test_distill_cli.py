@@ -62,3 +62,27 @@ def test_distill_refuses_a_dense_artifact_and_missing_folders(tmp_path):
     assert dense.returncode == 2 and "is not a compressed model" in dense.stderr and "Traceback" not in dense.stderr
     missing = _cli("distill", "--artifact", str(teacher), "--pool", str(tmp_path / "nope"), "--select", str(MINI))
     assert missing.returncode == 2 and "--pool" in missing.stderr
+
+
+@pytest.mark.e2e  # the full-size VGG16 in PyTorch and its int8 graph
+def test_the_int8_teacher_gives_the_original_logits_and_feature_map():
+    """The release's int8 graph of the reference, with the feature map added as an output,
+    stands in for the PyTorch teacher: same answers on real scans, nearly the same logits
+    and feature map entering the last pooling layer."""
+    from hscc_core.matching import module_teacher
+    from hscc_mri.distillation import release_teacher
+    from hscc_mri.resolve import resolve_model
+    from hscc_mri.testset import load_test_set
+
+    from tests.paths import MINI_TESTING
+
+    teacher, how = release_teacher("vgg16-brain-mri")
+    assert teacher is not None and "int8 OpenVINO" in how and "checked" in how
+    original = resolve_model("vgg16-brain-mri")
+    x = load_test_set(MINI_TESTING, original.spec, progress=False).inputs[:16].float()
+    logits, features = teacher(x)
+    ref_logits, ref_features = module_teacher(original)(x)
+    assert features.shape == ref_features.shape == (16, 512, 15, 15)
+    assert (logits.argmax(1) == ref_logits.argmax(1)).float().mean() >= 15 / 16
+    assert float((features - ref_features).pow(2).sum() / ref_features.pow(2).sum()) < 0.01
+    assert release_teacher("alexnet") == (None, "the release has no int8 graph of alexnet")
