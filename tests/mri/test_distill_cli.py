@@ -55,13 +55,16 @@ def test_distill_runs_in_sittings_and_writes_the_best_epoch(tmp_path):
     assert distilled.hscc_replacements and distilled.spec.name == "alexnet"
 
 
-def test_distill_refuses_a_dense_artifact_and_missing_folders(tmp_path):
+def test_distill_refuses_a_dense_artifact_and_missing_folders(tmp_path, capsys):
+    from hscc_mri.cli import main
+
     teacher = tmp_path / "alexnet.safetensors"
     save_model(build_model("alexnet"), teacher)
-    dense = _cli("distill", "--artifact", str(teacher), "--pool", str(MINI), "--select", str(MINI))
-    assert dense.returncode == 2 and "is not a compressed model" in dense.stderr and "Traceback" not in dense.stderr
-    missing = _cli("distill", "--artifact", str(teacher), "--pool", str(tmp_path / "nope"), "--select", str(MINI))
-    assert missing.returncode == 2 and "--pool" in missing.stderr
+    code = main(["distill", "--artifact", str(teacher), "--pool", str(MINI), "--select", str(MINI), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not a compressed model" in err and "Traceback" not in err
+    code = main(["distill", "--artifact", str(teacher), "--pool", str(tmp_path / "nope"), "--select", str(MINI)])
+    assert code == 2 and "--pool" in capsys.readouterr().err
 
 
 @pytest.mark.e2e  # the full-size VGG16 in PyTorch and its int8 graph

@@ -124,6 +124,7 @@ def test_int8_only_on_the_cpu_kind_its_plan_was_measured_on():
             assert choice.precision == resolve_choice("openvino", "auto").precision
 
 
+@pytest.mark.e2e  # three CLI processes with the full-size models
 def test_predict_runs_what_the_app_shows_and_names_it():
     """No ``--model``: the release's default compressed model (the app's); ``--budget 3``
     and ``--uncompressed`` the release's others; each named with 12 hex of its SHA-256."""
