@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .artifacts import atomic_write, file_sha256, load, load_metadata, report_path, save, save_with_report
 from .bench import BenchResult, LatencyStats, ModelBench, bench_pair
-from .compression import METHOD_RUNNERS, compress
+from .compression import METHOD_RUNNERS, CalibrationStatistics, calibration_statistics, compress
 from .config import METHODS, Allocation, CompressionConfig, CompressionReport, Method
 from .errors import ArtifactError, CompressionError, DistillationError, HSCCError
 from .finetune import FinetuneConfig, distill, distillation_loss
@@ -26,6 +26,7 @@ from .matching import MatchingConfig, MatchingResult, best_weights, function_mat
 from .metrics import ClassificationReport, accuracy, classification_report, confusion_matrix, fidelity, macro_f1
 from .modules import MODULE_TYPES, register_module_type
 from .safety_net import SafetyNetChoice, choose_safety_net, choose_threshold
+from .target import TargetResult, TargetTrial, compress_to_target
 from .timing import optimize_for_inference, time_forward, time_forward_interleaved
 from .views import ViewConfig, draw_views
 
@@ -39,4 +40,5 @@ __all__ = [
     "MODULE_TYPES", "optimize_for_inference", "register_module_type", "replace_submodule", "report_path", "save",
     "SafetyNetChoice", "save_with_report", "target_layers", "choose_safety_net", "choose_threshold",
     "time_forward", "time_forward_interleaved", "ViewConfig",
+    "CalibrationStatistics", "calibration_statistics", "compress_to_target", "TargetResult", "TargetTrial",
 ]

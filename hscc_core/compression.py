@@ -207,6 +207,58 @@ def collect_statistics(model: nn.Module, batches: Sequence[torch.Tensor], plans:
     return stats
 
 
+@dataclass(frozen=True)
+class CalibrationStatistics:
+    """The calibration statistics of one model's planned layers, collected once and given to
+    :func:`compress` (``statistics=``) for any number of HSCC runs on the same calibration
+    set that differ only in budget, allocation, clusters, ridge or refit.
+
+    The layer plans depend on the model, ``include``/``exclude``, ``regions`` and the input
+    size, never on the budget, so one collection serves every budget; :func:`compress`
+    refuses statistics whose layers, grids or image count do not match its own.
+
+    Attributes:
+        layers: the planned layers' names, in network order.
+        moments: their per-region response moments (read only; never modified by ``compress``).
+        images: calibration images they were collected on (all processes together).
+        seconds: how long the collection took.
+    """
+
+    layers: tuple[str, ...]
+    moments: tuple[RegionMoments, ...]
+    images: int
+    seconds: float
+
+    def check(self, plans: Sequence[LayerPlan], images: int) -> None:
+        """Raise :class:`CompressionError` unless these statistics belong to ``plans`` over
+        ``images`` calibration images."""
+        names = tuple(p.name for p in plans)
+        if names != self.layers:
+            raise CompressionError(f"the statistics were collected for layers {list(self.layers)}, "
+                                   f"this compression plans {list(names)}")
+        for p, m in zip(plans, self.moments):
+            if (m.rows, m.cols, int(m.sum_y.shape[1])) != (p.rows, p.cols, p.out_dim):
+                raise CompressionError(f"the statistics of {p.name} were collected on another region grid "
+                                       "(regions or input size differ)")
+        if images != self.images:
+            raise CompressionError(f"the statistics were collected on {self.images} calibration images, "
+                                   f"this compression got {images}")
+
+
+def calibration_statistics(model: nn.Module, calibration: Iterable, config: CompressionConfig,
+                           progress: bool = True, input_shape: Sequence[int] | None = None) -> CalibrationStatistics:
+    """Collect the HSCC calibration statistics that :func:`compress` would collect for
+    ``config`` (its layers and regions; the budget does not matter), to pass to it as
+    ``statistics=`` for several budgets. Same arguments as :func:`compress`."""
+    t0 = time.perf_counter()
+    model = model.eval()
+    _, plans = _plan_layers(model, calibration, config, input_shape)
+    batches = _as_batches(calibration)
+    images = _count_images(batches)
+    moments = collect_statistics(model, batches, plans, progress)
+    return CalibrationStatistics(tuple(p.name for p in plans), tuple(moments), images, time.perf_counter() - t0)
+
+
 def _energy_ranks(plan: LayerPlan, spectra: Sequence[np.ndarray], tau: float, multiple: int = 1) -> list[int]:
     ranks = []
     for lam in spectra:
@@ -437,6 +489,7 @@ class _Job:
     seconds: dict[str, float]
     records: list[dict[str, Any]]
     calibration_images: int = 0
+    statistics: CalibrationStatistics | None = None
 
 
 def _run_svd(job: _Job) -> None:
@@ -458,11 +511,13 @@ def _run_hscc(job: _Job) -> None:
     if job.calibration is None:
         raise CompressionError("HSCC is data-aware: give calibration images")
     batches = _as_batches(job.calibration)
-    counts = torch.tensor([sum(len(b) for b in batches)], dtype=torch.float64)
-    all_reduce_sum_([counts])
-    job.calibration_images = int(counts.item())
+    job.calibration_images = _count_images(batches)
     t0 = time.perf_counter()
-    stats = collect_statistics(model, batches, plans, job.progress)
+    if job.statistics is not None:  # collected once for several budgets (the plans do not depend on it)
+        job.statistics.check(plans, job.calibration_images)
+        stats = list(job.statistics.moments)
+    else:
+        stats = collect_statistics(model, batches, plans, job.progress)
     seconds["statistics"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if config.sequential:  # the refit finds its own directions: spectra suffice here
@@ -506,6 +561,21 @@ METHOD_RUNNERS: dict[Method, Callable[[_Job], None]] = {
 }
 
 
+def _count_images(batches: Sequence[torch.Tensor]) -> int:
+    """Calibration images over all processes (under torchrun each holds its share)."""
+    counts = torch.tensor([sum(len(b) for b in batches)], dtype=torch.float64)
+    all_reduce_sum_([counts])
+    return int(counts.item())
+
+
+def _plan_layers(model: nn.Module, calibration: Iterable | None, config: CompressionConfig,
+                 input_shape: Sequence[int] | None) -> tuple[tuple[int, ...], list[LayerPlan]]:
+    """The input shape a compression measures at and the plans of its target layers."""
+    shape = input_shape_of(model, input_shape if input_shape is not None else _first_batch_shape(calibration))
+    names = target_layers(model, config.include, config.exclude)
+    return shape, make_plans(model, names, tuple(config.regions) if config.method == Method.HSCC else (1, 1), shape)
+
+
 def _first_batch_shape(calibration: Iterable | None) -> tuple[int, ...] | None:
     if isinstance(calibration, (list, tuple)) and calibration:
         item = calibration[0]
@@ -517,7 +587,8 @@ def _first_batch_shape(calibration: Iterable | None) -> tuple[int, ...] | None:
 
 def compress(model: nn.Module, calibration: Iterable | None, config: CompressionConfig,
              progress: bool = True, input_shape: Sequence[int] | None = None,
-             name: str | None = None) -> tuple[nn.Module, CompressionReport]:
+             name: str | None = None, statistics: CalibrationStatistics | None = None,
+             ) -> tuple[nn.Module, CompressionReport]:
     """Compress ``model`` under ``config``.
 
     Args:
@@ -530,6 +601,12 @@ def compress(model: nn.Module, calibration: Iterable | None, config: Compression
         input_shape: ``(1, C, H, W)`` (or ``(C, H, W)``); default the calibration batches'
             shape, else the model's own (see :func:`hscc_core.flops.input_shape_of`).
         name: the model's name in the report (default: its class name).
+        statistics: HSCC only: calibration statistics from :func:`calibration_statistics`
+            on the same model, layers, regions and calibration images, used instead of
+            collecting them again (the result is bit-identical; the report's
+            ``seconds["statistics"]`` is then only the check). Layers, grids and the number
+            of images are checked; that they are the very same images is the caller's
+            promise. Other methods ignore them.
 
     Returns:
         The compressed model (a copy of ``model`` with its attributes, eval mode,
@@ -537,14 +614,12 @@ def compress(model: nn.Module, calibration: Iterable | None, config: Compression
         :class:`CompressionReport`.
 
     Raises:
-        CompressionError: the budget is unreachable, HSCC got no calibration data, or the
-            calibration set is empty.
+        CompressionError: the budget is unreachable, HSCC got no calibration data, the
+            calibration set is empty, or ``statistics`` belong to other layers or images.
     """
     t_start = time.perf_counter()
     model = model.eval()
-    shape = input_shape_of(model, input_shape if input_shape is not None else _first_batch_shape(calibration))
-    names = target_layers(model, config.include, config.exclude)
-    plans = make_plans(model, names, tuple(config.regions) if config.method == Method.HSCC else (1, 1), shape)
+    shape, plans = _plan_layers(model, calibration, config, input_shape)
     flops_orig = count_flops(model, shape)
     target_orig = sum(p.flops_original for p in plans)
     target_flops = None
@@ -553,7 +628,8 @@ def compress(model: nn.Module, calibration: Iterable | None, config: Compression
         if target_flops <= 0:
             raise CompressionError(f"budget {config.budget}x is unreachable: the layers left uncompressed alone "
                                    f"use {(flops_orig - target_orig) / flops_orig:.0%} of the FLOPs")
-    job = _Job(model, copy.deepcopy(model), plans, target_flops, calibration, config, progress, {}, [])
+    job = _Job(model, copy.deepcopy(model), plans, target_flops, calibration, config, progress, {}, [],
+               statistics=statistics)
     METHOD_RUNNERS[Method(config.method)](job)
     compressed, seconds = job.compressed, job.seconds
     broadcast_module_(compressed)  # every process returns rank 0's factors (identical anyway)

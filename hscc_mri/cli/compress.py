@@ -1,4 +1,5 @@
-"""``hscc-mri compress``: HSCC, Global SVD or Tucker-2 under a FLOPs budget."""
+"""``hscc-mri compress``: HSCC, Global SVD or Tucker-2 under a FLOPs budget, or with the
+fewest FLOPs that keep a target agreement with the original (``--target-agreement``)."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,7 @@ from pathlib import Path
 from hscc_core import METHODS
 
 from ..recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL, CalibrationRecipe
+from ..target import DEFAULT_TIME_LIMIT_S
 from ._common import CliError, parse_grid
 
 
@@ -19,13 +21,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--regions, fits data-aware low-rank factors per region from calibration images (with "
         "sequential refit: each layer also corrects the error reaching it) and allocates ranks "
         "globally so the whole model's FLOPs drop by --budget. svd and tucker are the weights-only "
-        "baselines under the same budget. Writes the artifact to --out and its report JSON beside it.",
+        "baselines under the same budget. Writes the artifact to --out and its report JSON beside it. "
+        "--target-agreement A --select DIR instead searches the budget: the fewest-FLOPs model whose top-1 "
+        "agreement with the original on the selection scans is at least A, within --time-limit (the curve is "
+        "printed and saved as OUT's name + '.target.json').",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default=DEFAULT_MODEL, help="registry name or artifact path")
     p.add_argument("--method", default=DEFAULT_METHOD.value, choices=METHODS)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--budget", type=float, default=None, help=f"FLOPs reduction factor (default {DEFAULT_BUDGET:g})")
     g.add_argument("--energy", type=float, default=None, help="HSCC: keep this share of response energy instead")
+    g.add_argument("--target-agreement", type=float, default=None, metavar="A",
+                   help="instead of a budget: the fewest-FLOPs model whose top-1 agreement with the original on "
+                        "the --select scans is at least A (e.g. 0.97); the search starts at the default budget")
+    p.add_argument("--select", default=None, metavar="DIR",
+                   help="--target-agreement: selection scans (class folders) the agreement is measured on: the "
+                        "select half of Testing/ (runs/halves/select), never the report half")
+    p.add_argument("--time-limit", type=float, default=None, metavar="S",
+                   help="--target-agreement: seconds for the whole search; no trial starts that the longest one "
+                        f"so far says would not fit, and the best model found is kept (default {DEFAULT_TIME_LIMIT_S:g})")
     p.add_argument("--regions", type=parse_grid, default=(1, 1), help="HSCC output grid per conv, GHxGW")
     p.add_argument("--clusters", type=int, default=1, help="HSCC channel clusters per region")
     p.add_argument("--no-sequential", action="store_true", help="HSCC: fit layers independently (no refit)")
@@ -114,15 +128,51 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
+def _check_target_options(args: argparse.Namespace) -> None:
+    """One-line errors for ``--target-agreement``, ``--select`` and ``--time-limit``, before
+    anything is read or built."""
+    from ..target import check_select_folder
+
+    if args.target_agreement is None:
+        if args.select or args.time_limit is not None:
+            raise CliError("--select and --time-limit belong to --target-agreement")
+        return
+    if not 0.0 < args.target_agreement <= 1.0:
+        raise CliError(f"--target-agreement must be a share in (0, 1], e.g. 0.97; got {args.target_agreement:g}")
+    if not args.select:
+        raise CliError("--target-agreement needs --select DIR: the selection scans the agreement is measured on "
+                       "(the select half, runs/halves/select)")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise CliError(f"--time-limit must be a positive number of seconds, got {args.time_limit:g}")
+    if args.finetune_epochs > 0:
+        raise CliError("--target-agreement measures compressions as they are: leave out --finetune-epochs and "
+                       "distil the chosen model afterwards (hscc-mri distill)")
+    try:
+        check_select_folder(args.select)
+    except ValueError as e:
+        raise CliError(f"--select: {e}") from e
+
+
+def _load_select(folder: str, spec):
+    """The selection scans in the model's input layout (errors become one-line CLI errors)."""
+    from ..testset import load_test_set
+
+    try:
+        return load_test_set(folder, spec)
+    except (OSError, ValueError) as e:
+        raise CliError(f"--select: {e}") from e
+
+
 def _run(args: argparse.Namespace) -> int:
     import hscc_core
     from hscc_core import ArtifactError, HSCCError
 
     from ..build import compress_model, save_compressed
     from ..distributed import rank, shard, world_size
-    from ..figures import layer_figures
     from ..recipes import compression_config, finetune_config
     from ..resolve import resolve_model
+
+    _check_target_options(args)
 
     budget = args.budget if args.budget is not None or args.energy is not None else DEFAULT_BUDGET
     try:
@@ -136,6 +186,9 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from e
     if world_size() > 1 and finetune.epochs > 0:
         raise CliError("--finetune-epochs runs in one process: compress under torchrun without it, then distil")
+    if world_size() > 1 and args.target_agreement is not None:
+        raise CliError("--target-agreement runs in one process: start it without torchrun")
+    select = _load_select(args.select, model.spec) if args.target_agreement is not None else None
     calibration = recipe = None
     if args.method == "hscc" or (finetune.epochs > 0 and not args.finetune_data):
         recipe = calibration_recipe_from_args(args.model, args)
@@ -147,6 +200,8 @@ def _run(args: argparse.Namespace) -> int:
             calibration = shard(calibration)
             if rank() == 0:
                 print(f"calibration split over {world_size()} processes (statistics all-reduced)", file=sys.stderr)
+    if select is not None:
+        return _run_target(args, model, config, calibration, recipe, select)
     try:
         compressed, report = compress_model(model, config, calibration, progress=rank() == 0)
     except HSCCError as e:
@@ -167,6 +222,48 @@ def _run(args: argparse.Namespace) -> int:
               f"{report.finetune['val_agreement_before']:.1%} -> {report.finetune['val_agreement_after']:.1%}",
               file=sys.stderr)
     _, report_dict = save_compressed(compressed, args.out, report, recipe)
+    _finish(args, report, report_dict)
+    return 0
+
+
+def _run_target(args: argparse.Namespace, model, config, calibration, recipe, select) -> int:
+    """The fewest-FLOPs model that keeps ``--target-agreement`` on the selection scans: trial
+    lines on stderr, the curve on stdout; exit status 1 when the target was missed (the best
+    model found is saved all the same)."""
+    import hscc_core
+    from hscc_core import HSCCError
+
+    from ..target import SelectionEvaluator, save_target_result
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    limit = args.time_limit if args.time_limit is not None else DEFAULT_TIME_LIMIT_S
+    evaluator = SelectionEvaluator(model, select)
+    log(f"selection: {len(select)} scans of {select.folder!r}; the uncompressed model's accuracy on them "
+        f"{evaluator.reference_accuracy:.1%}")
+    log(f"searching the budget for agreement >= {args.target_agreement:.1%} from {config.budget:g}x "
+        f"(time limit {limit:.0f} s)")
+    try:
+        result = hscc_core.compress_to_target(model, calibration if config.method == "hscc" else None, config,
+                                              evaluator, args.target_agreement, time_limit_s=limit, log=log,
+                                              name=model.spec.name)
+    except HSCCError as e:
+        raise CliError(str(e)) from e
+    curve, report_dict = save_target_result(result, evaluator, args.out, recipe)
+    _finish(args, result.report, report_dict)
+    print(result.table())
+    log(f"saved the curve to {curve}")
+    return 0 if result.met else 1
+
+
+def _finish(args: argparse.Namespace, report, report_dict: dict) -> None:
+    """After saving: the layer figures (unless ``--no-figures``), the per-layer table and where
+    the files went."""
+    import hscc_core
+
+    from ..figures import layer_figures
+
     if not args.no_figures:
         folder = Path(args.out).with_name(Path(args.out).stem + "_layers")
         paths = layer_figures(report_dict, folder)
@@ -174,4 +271,3 @@ def _run(args: argparse.Namespace) -> int:
     print(report.table(), file=sys.stderr)
     print(f"saved {args.out} and {hscc_core.report_path(args.out)} ({report.seconds['total']:.0f} s, "
           f"peak memory {report.peak_memory_mb:.0f} MB)", file=sys.stderr)
-    return 0
