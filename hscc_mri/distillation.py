@@ -27,7 +27,8 @@ from .calibration import balanced_files
 from .resolve import load_model, save_model_with_report
 from .testset import TestSet, load_test_set
 
-__all__ = ["DEFAULT_MATCHING", "TEACHER_RUNTIMES", "distil_artifact", "native_bf16", "read_pool", "release_teacher"]
+__all__ = ["DEFAULT_MATCHING", "TEACHER_RUNTIMES", "distil_artifact", "export_best", "native_bf16", "read_pool",
+           "release_teacher"]
 
 #: Where the teacher runs: ``auto`` (the release's int8 graph of the original when it ships
 #: one, else PyTorch), ``int8`` (that graph, or an error), ``pytorch`` (the original module in
@@ -170,6 +171,50 @@ def distil_artifact(artifact: str | os.PathLike, pool_dir: str | os.PathLike, se
         record["out"] = str(out)
         log(f"wrote {out}: selection agreement {result.before['agreement']:.4f} -> {result.best['agreement']:.4f} "
             f"(best epoch {result.best['epoch']})")
+    return record
+
+
+def export_best(artifact: str | os.PathLike, checkpoint: str | os.PathLike, out: str | os.PathLike,
+                log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Write the best student kept in a distillation ``checkpoint`` (best selection
+    agreement so far) as an artifact at ``out``, also while the schedule is unfinished: a
+    usable model from a long run, with its report saying how far the run had got.
+
+    Args:
+        artifact: the compressed artifact the run started from (its structure and report).
+        checkpoint: the run's checkpoint (:func:`hscc_core.load_checkpoint`).
+        out: where the artifact goes (with its report JSON).
+
+    Returns:
+        The ``distillation`` record written into the report.
+
+    Raises:
+        DistillationError: the checkpoint cannot be read or does not fit the artifact.
+    """
+    import json
+
+    from .cache import load_report
+
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    state = hscc_core.load_checkpoint(checkpoint)
+    student = load_model(artifact)
+    try:
+        student.load_state_dict(state["best_state"])
+    except RuntimeError as e:
+        raise hscc_core.DistillationError(f"{Path(checkpoint).name} does not fit {Path(artifact).name}: {e}") from e
+    config = json.loads(state["key"])
+    steps_per_epoch = config["steps_per_epoch"] or -(-int(state["pool_images"]) // config["batch_size"])
+    step, total = int(state["step"]), config["epochs"] * steps_per_epoch
+    record = {"distillation": "function matching", "config": config, "before": json.loads(state["before"]),
+              "best": json.loads(state["best"]), "history": json.loads(state["history"]), "step": step,
+              "total_steps": total, "finished": step >= total, "pool_images": int(state["pool_images"]),
+              "select_images": int(state["select_images"]), "exported_from": Path(checkpoint).name,
+              "student": Path(artifact).name, "student_sha256": hscc_core.file_sha256(artifact)}
+    report = dict(load_report(artifact))
+    report["distillation"] = record
+    save_model_with_report(student.eval(), out, report)
+    log(f"wrote {out}: the best epoch ({record['best']['epoch']}) of {Path(checkpoint).name} at step {step}/{total}: "
+        f"selection agreement {record['before']['agreement']:.4f} -> {record['best']['agreement']:.4f}")
     return record
 
 

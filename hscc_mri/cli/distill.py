@@ -33,9 +33,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("distill", help="distil a compressed model toward its original (function matching)",
                        description=DESCRIPTION, epilog=EXAMPLE, formatter_class=HelpFormatter)
     p.add_argument("--artifact", required=True, help="the compressed artifact to distil (its base model teaches)")
-    p.add_argument("--pool", required=True, metavar="DIR", help="training scans (class folders; labels unused)")
-    p.add_argument("--select", required=True, metavar="DIR",
-                   help="selection scans (class folders) that choose the best epoch")
+    p.add_argument("--pool", metavar="DIR", help="training scans (class folders; labels unused); required unless "
+                                                 "--export-best")
+    p.add_argument("--select", metavar="DIR",
+                   help="selection scans (class folders) that choose the best epoch; required unless --export-best")
+    p.add_argument("--export-best", action="store_true",
+                   help="train nothing: write the best student kept in --checkpoint so far to --out (a usable model "
+                        "from a run still in progress; its report says how far the run had got)")
     p.add_argument("--teacher", default=None,
                    help="the original (registry name or artifact); default: the artifact's base registry model")
     p.add_argument("--teacher-runtime", default="auto", choices=("auto", "int8", "pytorch"),
@@ -82,6 +86,10 @@ def _run(args: argparse.Namespace, device) -> int:
 
     from ..distillation import DEFAULT_MATCHING, distil_artifact, native_bf16
 
+    if args.export_best:
+        return _export_best(args)
+    if not args.pool or not args.select:
+        raise CliError("--pool and --select are required (unless --export-best)")
     precision = args.precision
     if precision == "auto":
         precision = "bfloat16" if (device.type == "cuda" or native_bf16()) else "float32"
@@ -108,4 +116,28 @@ def _run(args: argparse.Namespace, device) -> int:
     if not record["finished"]:
         print(f"stopped at the time limit after {len(record['history'])} epochs in all; run the same command "
               f"again to continue from {args.checkpoint}" if args.checkpoint else "stopped at the time limit")
+    return 0
+
+
+def _export_best(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hscc_core import DistillationError, HSCCError
+
+    from ..distillation import export_best
+
+    if not args.checkpoint or not args.out:
+        raise CliError("--export-best needs --checkpoint (the run's) and --out (the artifact to write)")
+    for name in ("artifact", "checkpoint"):
+        if not Path(getattr(args, name)).is_file():
+            raise CliError(f"--{name} {getattr(args, name)!r} does not exist")
+    try:
+        record = export_best(args.artifact, args.checkpoint, args.out)
+    except (DistillationError, HSCCError) as e:
+        raise CliError(str(e)) from e
+    if args.json:
+        from hscc_core import atomic_write
+
+        text = json.dumps(record, indent=2)
+        atomic_write(args.json, lambda tmp: tmp.write_text(text))
     return 0

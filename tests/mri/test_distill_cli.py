@@ -53,6 +53,17 @@ def test_distill_runs_in_sittings_and_writes_the_best_epoch(tmp_path):
     assert record["pool"]["n"] == 32 and record["select"]["n"] == 32 and record["teacher"] == teacher.name
     distilled = load_model(tmp_path / "out.safetensors")
     assert distilled.hscc_replacements and distilled.spec.name == "alexnet"
+    # --export-best writes the checkpoint's best student: here the finished run's own
+    exported = _cli("distill", "--artifact", str(student), "--checkpoint", str(tmp_path / "run.pt"), "--export-best",
+                    "--out", str(tmp_path / "best.safetensors"))
+    assert exported.returncode == 0, exported.stderr
+    assert "at step 4/4" in exported.stderr
+    best = load_model(tmp_path / "best.safetensors").state_dict()
+    for name, tensor in distilled.state_dict().items():
+        assert torch.equal(tensor, best[name]), name
+    from hscc_mri.cache import load_report
+
+    assert load_report(tmp_path / "best.safetensors")["distillation"]["finished"]
 
 
 def test_distill_refuses_a_dense_artifact_and_missing_folders(tmp_path, capsys):
