@@ -94,9 +94,11 @@ def build_key(model_name: str, method: str = DEFAULT_METHOD.value, budget: float
     identity (registry name, or an artifact's SHA-256), the full compression config (defaults
     included), for HSCC the calibration recipe and the SHA-256 of the scans it reads, and
     :data:`BUILD_ALGORITHM_VERSION`. Arguments as for :func:`cache_path`."""
+    from .calibration import recipe_files
+
     recipe = calibration_recipe(model_name, calibration)
     config = _config(method, budget, recipe.seed)
-    calib_key = ({**recipe.to_dict(), "files": _files_identity(recipe.files())} if method == "hscc" else None)
+    calib_key = ({**recipe.to_dict(), "files": _files_identity(recipe_files(recipe))} if method == "hscc" else None)
     return {"model": _source_id(model_name)[1], "config": config.to_dict(), "calibration": calib_key,
             "algorithm_version": BUILD_ALGORITHM_VERSION}
 

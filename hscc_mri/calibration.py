@@ -190,7 +190,7 @@ def calibration_set(spec, recipe: CalibrationRecipe, batch_size: int = 16) -> li
     Raises:
         ValueError: no such folder, or it holds no readable scan.
     """
-    files = recipe.files()
+    files = recipe_files(recipe)
     images: list[np.ndarray] = []
     if files:
         slices = load_slices(files, spec)

@@ -68,12 +68,6 @@ class CalibrationRecipe:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def files(self) -> list[Path]:
-        """The scan files this recipe reads (empty for ``"phantoms"``)."""
-        from .calibration import recipe_files
-
-        return recipe_files(self)
-
 
 #: The default calibration recipe of each registry model; :data:`LEGACY_RECIPE` for others.
 #: The pretrained VGG16 is calibrated on real training scans (size and the value of views
