@@ -18,6 +18,7 @@ import resource
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from .allocate import LayerPlan, greedy_ranks, uniform_ranks
+from .artifacts import atomic_write
 from .config import CompressionConfig, CompressionReport, Method
 from .distributed import all_reduce_sum_, broadcast_module_
 from .errors import CompressionError
@@ -354,11 +356,13 @@ class _SpilledStream:
             return torch.from_numpy(np.load(f, allow_pickle=False))
 
     def put(self, j: int, t: torch.Tensor) -> None:
-        path = self._path(j)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, t.detach().cpu().contiguous().numpy(), allow_pickle=False)
-        os.replace(tmp, path)
+        array = t.detach().cpu().contiguous().numpy()
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.save(f, array, allow_pickle=False)
+
+        atomic_write(self._path(j), write)
         self._written[j] = True
 
     def close(self) -> None:

@@ -23,6 +23,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from hscc_core import atomic_write
+
 from .recipes import default_recipe
 from .runtimes import Choice, available, compile_model, resolve_choice
 from .runtimes.quantize import Int8Plan, plan_int8
@@ -261,10 +263,8 @@ def _plan_at(model: nn.Module, runtime: str, identity: str, model_name: str, sid
     plan: Int8Plan = plan_int8(model, runtime, calibration, calibration, target=target, progress=progress, log=log,
                                options=key["int8"]["candidates"])
     out = {**plan.to_dict(), "key": key}
-    side.parent.mkdir(parents=True, exist_ok=True)
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    os.replace(tmp, side)
+    text = json.dumps(out, indent=1)
+    atomic_write(side, lambda tmp: tmp.write_text(text))
     return out
 
 
@@ -306,9 +306,7 @@ def _save_quantized(compiled: nn.Module, path: Path, runtime: str, log: Callable
 
             save_ir(compiled.openvino_graph, path)
         else:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(compiled.onnx_graph)
-            os.replace(tmp, path)
+            atomic_write(path, lambda tmp: tmp.write_bytes(compiled.onnx_graph))
     except OSError as e:  # a read-only cache only costs the next start the quantisation
         log(f"could not keep the quantised graph at {path}: {e}")
 

@@ -101,7 +101,7 @@ def pareto_figure(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], 
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-    from .peers import pareto_front
+    from hscc_core import pareto_front
 
     points = [(r, _batch1_ms(r), r.get("accuracy")) for r in rows]
     points = [(r, ms, acc) for r, ms, acc in points if ms is not None and acc is not None and ms > 0]

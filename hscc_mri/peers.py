@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from hscc_core import LatencyStats, count_flops, count_params, input_shape_of
+from hscc_core import LatencyStats, count_flops, count_params, input_shape_of, pareto_front
 from hscc_core.progress import progress_bar
 
 from .runtimes import PRECISIONS, RUNTIMES, RuntimeUnavailable, compile_model, cpu_summary, runtime_label, source_model
@@ -325,22 +325,6 @@ def join_evaluation(model: str, runtime: str, precision: str, rows: Iterable[Map
                     and (r.get("precision") or "fp32") == precision):
                 return {**{k: r.get(k) for k in _EVAL_FIELDS}, "row": name}
     return None
-
-
-# ---------------------------------------------------------------------- Pareto front
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the Pareto-optimal ``(latency, accuracy)`` points, by ascending latency.
-
-    A point is on the front when no other point is at least as fast *and* at least as
-    accurate while strictly better in one of the two (minimise latency, maximise
-    accuracy). Points with a missing or non-finite coordinate are ignored; identical
-    points are all kept.
-    """
-    valid = [(i, float(p[0]), float(p[1])) for i, p in enumerate(points)
-             if p[0] is not None and p[1] is not None and math.isfinite(p[0]) and math.isfinite(p[1])]
-    front = [(i, lat, acc) for i, lat, acc in valid
-             if not any(l2 <= lat and a2 >= acc and (l2 < lat or a2 > acc) for _, l2, a2 in valid)]
-    return [i for i, _, _ in sorted(front, key=lambda t: (t[1], -t[2], t[0]))]
 
 
 # ---------------------------------------------------------------------- the benchmark

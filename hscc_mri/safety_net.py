@@ -33,7 +33,7 @@ from torch import nn
 import hscc_core
 from hscc_core.safety_net import choose_safety_net
 
-from .inference import probabilities
+from .inference import input_batches, probabilities
 
 __all__ = ["DEFAULT_TARGET", "SafetyNet", "measure_safety_net", "safety_net_for"]
 
@@ -83,10 +83,8 @@ class SafetyNet:
 
 
 def _probs(model: nn.Module, inputs: torch.Tensor) -> np.ndarray:
-    batches = (inputs[i:i + _BATCH].float().contiguous(memory_format=torch.channels_last)
-               for i in range(0, len(inputs), _BATCH))
     with torch.inference_mode():
-        return probabilities(model, batches)
+        return probabilities(model, input_batches(inputs, _BATCH))
 
 
 def measure_safety_net(reference: nn.Module, compressed: dict[str, nn.Module], inputs: torch.Tensor,

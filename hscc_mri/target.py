@@ -80,13 +80,10 @@ class SelectionEvaluator:
         self.reference_accuracy = self._share(self.reference_answers == select.labels)
 
     def _answers(self, model: nn.Module) -> torch.Tensor:
-        from .inference import probabilities
+        from .inference import input_batches, probabilities
 
-        inputs = self.select.inputs
-        batches = (inputs[i:i + _BATCH].float().contiguous(memory_format=torch.channels_last)
-                   for i in range(0, len(inputs), _BATCH))
         with torch.inference_mode():
-            return torch.from_numpy(probabilities(model, batches)).argmax(1)
+            return torch.from_numpy(probabilities(model, input_batches(self.select.inputs, _BATCH))).argmax(1)
 
     def _share(self, hits: torch.Tensor) -> float:
         return float(hits.double().mean())

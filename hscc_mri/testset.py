@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from hscc_core import (atomic_write, classification_report, count_flops, count_params, fidelity, file_sha256,
-                       optimize_for_inference, time_forward_interleaved)
+from hscc_core import (atomic_write, bootstrap_indices, classification_report, count_flops, count_params, fidelity,
+                       file_sha256, optimize_for_inference, paired_difference, replicate_se, time_forward_interleaved)
 from hscc_core.progress import progress_bar
 
-from .report.analysis import paired_difference
+from .inference import input_batches, probabilities
 from .runtimes.base import source_model
 
 if TYPE_CHECKING:
@@ -196,39 +196,28 @@ def load_test_set(folder: str | os.PathLike[str], spec: "ModelSpec", progress: b
 
 
 # ----------------------------------------------------------------------------- evaluation
-def bootstrap_indices(n: int, n_bootstrap: int, seed: int) -> np.ndarray:
-    """``(n_bootstrap, n)`` resampled item indices, one row per replicate.
-
-    Drawn exactly as :func:`hscc_core.metrics.classification_report` and
-    :func:`hscc_core.report.analysis.paired_difference` draw theirs (one
-    ``rng.integers(0, n, n)`` per replicate from ``default_rng(seed)``), so their SEs
-    for the same ``seed`` use these very replicates: all SEs of one evaluation are paired.
-    """
-    rng = np.random.default_rng(seed)
-    return np.stack([rng.integers(0, n, n) for _ in range(n_bootstrap)]) if n_bootstrap else np.zeros((0, n), int)
-
-
 def _finite(x: float | None) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
 def _se(values: np.ndarray) -> float | None:
     v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    return float(np.std(v, ddof=1)) if len(v) > 1 else None
+    return _finite(replicate_se(v[np.isfinite(v)]))
 
 
-@torch.inference_mode()
 def _probabilities(model: nn.Module, inputs: torch.Tensor, batch_size: int, desc: str,
                    progress: bool) -> np.ndarray:
-    out = []
     bar = progress_bar(total=len(inputs), desc=desc, unit="scan", disable=not progress)
-    for start in range(0, len(inputs), batch_size):
-        x = inputs[start:start + batch_size].float().contiguous(memory_format=torch.channels_last)
-        out.append(torch.softmax(model(x).float(), dim=1).double().numpy())
-        bar.update(len(x))
+
+    def batches():
+        for x in input_batches(inputs, batch_size):
+            yield x
+            bar.update(len(x))
+
+    with torch.inference_mode():
+        probs = probabilities(model, batches()).astype(np.float64)
     bar.close()
-    return np.concatenate(out)
+    return probs
 
 
 def _input_contract(spec: "ModelSpec") -> tuple[Any, ...]:

@@ -198,6 +198,22 @@ def test_a_pickled_file_is_refused(tmp_path):
             load_model(path)
 
 
+def test_atomic_write_replaces_whole_files_with_a_plain_write_s_permissions(tmp_path):
+    path = tmp_path / "deep" / "out.json"
+    hscc_core.atomic_write(path, lambda tmp: tmp.write_text("one"))
+    plain = tmp_path / "plain.json"
+    plain.write_text("one")
+    assert path.read_text() == "one" and path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+    def crash(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        hscc_core.atomic_write(path, crash)
+    assert path.read_text() == "one" and sorted(p.name for p in path.parent.iterdir()) == ["out.json"]
+
+
 @pytest.mark.parametrize("method", ["hscc", "svd", "tucker"])
 def test_onnx_export_of_a_compressed_model_matches_onnxruntime(method, tmp_path):
     """Every compressed module type (spatial low-rank conv, low-rank conv/linear, Tucker-2)."""
