@@ -304,7 +304,7 @@ def _spill_threshold() -> int:
     try:
         return int(float(env))
     except ValueError:
-        raise ValueError(f"HSCC_SPILL_BYTES must be a number of bytes, got {env!r}") from None
+        raise CompressionError(f"HSCC_SPILL_BYTES must be a number of bytes, got {env!r}") from None
 
 
 class _MemoryStream:
@@ -424,7 +424,7 @@ def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence
     at = [i for i, (name, _) in enumerate(stages) if name in by_name]
     if len(at) != len(plans):
         missing = sorted(set(by_name) - {stages[i][0] for i in at})
-        raise ValueError(f"sequential refit: layers not in the model's stage list: {', '.join(missing)}")
+        raise CompressionError(f"sequential refit: layers not in the model's stage list: {', '.join(missing)}")
     prefix = nn.Sequential(*(s for _, s in stages[:at[0]]))
     store = lambda t: t.to(torch.float16)  # noqa: E731
     n = len(batches)

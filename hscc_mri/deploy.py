@@ -25,6 +25,7 @@ from torch import nn
 
 from hscc_core import atomic_write
 
+from .errors import SettingsError
 from .recipes import default_recipe
 from .runtimes import Choice, available, compile_model, resolve_choice
 from .runtimes.quantize import Int8Plan, plan_int8
@@ -142,7 +143,7 @@ def _identity_and_sidecar(model: nn.Module, runtime: str, artifact: str | os.Pat
         return weights_identity(artifact), _base_name(artifact), plan_path(artifact, runtime)
     spec = getattr(model, "spec", None)
     if spec is None:
-        raise ValueError("an int8 plan needs the model's artifact or a registry model (with a spec)")
+        raise SettingsError("an int8 plan needs the model's artifact or a registry model (with a spec)")
     identity = module_identity(model)
     return identity, spec.name, Path(cache_dir) / f"{spec.name}-{identity[:10]}.int8-{runtime}.json"
 
@@ -152,14 +153,14 @@ def default_calibration_batches(model: nn.Module) -> list:
     quantisation read unless given another).
 
     Raises:
-        ValueError: the model has no spec to draw its default set from.
+        SettingsError: the model has no spec to draw its default set from.
     """
     from .calibration import calibration_set
 
     spec = getattr(model, "spec", None)
     if spec is None:
-        raise ValueError("int8 needs calibration batches: pass calibration= (the model has no spec to draw "
-                         "its default calibration set from)")
+        raise SettingsError("int8 needs calibration batches: pass calibration= (the model has no spec to draw "
+                            "its default calibration set from)")
     return calibration_set(spec, default_recipe(spec.name))
 
 
@@ -226,7 +227,7 @@ def choose_runtime(runtime: str, precision: str, models: Sequence[tuple[nn.Modul
         cache_dir: where registry models' plans are kept.
 
     Raises:
-        RuntimeUnavailable, ValueError: as :func:`hscc_mri.runtimes.resolve_choice`.
+        RuntimeUnavailable, SettingsError: as :func:`hscc_mri.runtimes.resolve_choice`.
     """
     if precision != "auto":
         return resolve_choice(runtime, precision)

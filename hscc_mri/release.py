@@ -46,6 +46,7 @@ import hscc_core
 from hscc_core import ArtifactError, file_sha256
 
 from .cache import BUILD_ALGORITHM_VERSION, build_key, cache_path, calibration_recipe, compressed_model, load_report
+from .errors import ProductError
 from .recipes import DEFAULT_METHOD, DEFAULT_MODEL
 from .resolve import load_model, resolve_model
 from .runtimes import (Choice, RuntimeUnavailable, available, compile_model, cpu_flags, cpu_summary, has_vnni,
@@ -71,7 +72,7 @@ REFERENCE = "reference"
 _CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
-class ReleaseError(ArtifactError):
+class ReleaseError(ArtifactError, ProductError):
     """A release folder or one of its files cannot be used (missing, unreadable, or its
     bytes are not those the manifest names)."""
 
@@ -187,7 +188,7 @@ def release_choice(release: Release, keys: Sequence[str], runtime: str = "auto",
     asked (int8 then runs the shipped graphs whatever CPU kind their plan was measured on).
 
     Raises:
-        RuntimeUnavailable, ValueError: as :func:`hscc_mri.runtimes.resolve_choice`.
+        RuntimeUnavailable, SettingsError: as :func:`hscc_mri.runtimes.resolve_choice`.
     """
     int8 = [release.models[k].get("int8") for k in keys]
     if precision != "auto":

@@ -25,6 +25,8 @@ from torch import nn
 import hscc_core
 from hscc_core import TargetResult
 
+from .errors import SettingsError
+
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: scan reading loads on use
     from .recipes import CalibrationRecipe
     from .testset import TestSet
@@ -52,12 +54,12 @@ def check_select_folder(folder: str | os.PathLike) -> None:
     """Refuse a selection folder named like the report half.
 
     Raises:
-        ValueError: ``folder`` (or its ``Testing/`` parent's half) is ``report``.
+        SettingsError: ``folder`` (or its ``Testing/`` parent's half) is ``report``.
     """
     path = Path(folder).resolve()
     if REPORT_HALF in (path.name, path.parent.name):
-        raise ValueError(f"{path.name!r} is the report half: a target is chosen on the select half "
-                         "(runs/halves/select), never on the scans the reported numbers come from")
+        raise SettingsError(f"{path.name!r} is the report half: a target is chosen on the select half "
+                            "(runs/halves/select), never on the scans the reported numbers come from")
 
 
 def _binomial_se(share: float, n: int) -> float:

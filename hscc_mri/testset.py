@@ -32,6 +32,7 @@ from hscc_core import (atomic_write, bootstrap_indices, classification_report, c
                        file_sha256, optimize_for_inference, paired_difference, replicate_se, time_forward_interleaved)
 from hscc_core.progress import progress_bar
 
+from .errors import DataError, SettingsError
 from .inference import input_batches, probabilities
 from .runtimes.base import source_model
 
@@ -126,7 +127,7 @@ def _split_dir(folder: Path) -> Path:
     try:
         return find_split_dir(folder, "Testing")
     except FileNotFoundError:
-        raise ValueError(
+        raise DataError(
             f"no class folders in {folder.name!r}: expected one folder per class (glioma, meningioma, "
             f"notumor, pituitary, or spellings such as glioma_tumor, no_tumor) or a Testing/ folder holding "
             f"them; folders found: {', '.join(subdirs) or 'none'}") from None
@@ -158,8 +159,9 @@ def load_test_set(folder: str | os.PathLike[str], spec: "ModelSpec", progress: b
 
     Raises:
         FileNotFoundError: ``folder`` does not exist.
-        ValueError: no class folders, a class folder that is not a known spelling of one
-            of ``spec.class_names``, no scan files, or no readable scan at all.
+        DataError: no class folders, two ambiguous splits, or no readable scan at all.
+        ValueError: (:class:`preprocessing.datasets.BrainMRIFolder`) a class folder that is
+            not a known spelling of one of ``spec.class_names``, or no scan files.
     """
     from preprocessing import ScanError, load_scan, scan_to_model_input
     from preprocessing.datasets import BrainMRIFolder
@@ -168,8 +170,8 @@ def load_test_set(folder: str | os.PathLike[str], spec: "ModelSpec", progress: b
     split_dir = _split_dir(given).resolve()
     data = BrainMRIFolder(split_dir.parent, split_dir.name, spec)
     if data.split_dir.resolve() != split_dir:  # e.g. "test" given where "Testing" is its sibling
-        raise ValueError(f"{split_dir.name!r} is ambiguous beside {data.split_dir.name!r}; "
-                         "give the data-set root or rename one of them")
+        raise DataError(f"{split_dir.name!r} is ambiguous beside {data.split_dir.name!r}; "
+                        "give the data-set root or rename one of them")
     digest = hashlib.sha256()
     for rel, path in sorted((p.relative_to(split_dir).as_posix(), p) for p, _ in data.samples):
         digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -188,8 +190,8 @@ def load_test_set(folder: str | os.PathLike[str], spec: "ModelSpec", progress: b
         labels.append(label)
         files.append(rel)
     if not tensors:
-        raise ValueError(f"none of the {len(data.samples)} scan files in {split_dir.name!r} could be read "
-                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
+        raise DataError(f"none of the {len(data.samples)} scan files in {split_dir.name!r} could be read "
+                        f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
     return TestSet(inputs=torch.stack(tensors), labels=torch.tensor(labels, dtype=torch.int64), files=files,
                    class_names=tuple(data.class_names), skipped=skipped, folder=given.resolve().name,
                    dataset=split_dir.parent.name, split=split_dir.name, sha256=digest.hexdigest(), spec=spec)
@@ -296,24 +298,25 @@ def evaluate_models(reference: nn.Module, candidates: Mapping[str, nn.Module], t
         (top probability), in ``test_set["files"]`` order. Undefined numbers are ``None``.
 
     Raises:
-        ValueError: ``n_bootstrap < 2``, ``batch_size < 1``, an empty test set, a
-            candidate with another input contract, or a name used twice.
+        SettingsError: ``n_bootstrap < 2``, ``batch_size < 1``, a candidate with another
+            input contract, or a name used twice.
+        DataError: an empty test set.
     """
     if n_bootstrap < 2:
-        raise ValueError(f"n_bootstrap must be at least 2 (SEs need two replicates), got {n_bootstrap}")
+        raise SettingsError(f"n_bootstrap must be at least 2 (SEs need two replicates), got {n_bootstrap}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise SettingsError(f"batch_size must be at least 1, got {batch_size}")
     if len(test_set) == 0:
-        raise ValueError("the test set is empty")
+        raise DataError("the test set is empty")
     if reference_name in candidates:
-        raise ValueError(f"candidate name {reference_name!r} is the reference's")
+        raise SettingsError(f"candidate name {reference_name!r} is the reference's")
     contract = _input_contract(test_set.spec or reference.spec)
     models = {reference_name: reference, **candidates}
     for name, model in models.items():
         if _input_contract(model.spec) != contract:
-            raise ValueError(f"{name} expects another input than the test set was read for "
-                             f"({model.spec.input_size} x{model.spec.channels} {model.spec.scaling}/"
-                             f"{model.spec.resize}, classes {model.spec.class_names})")
+            raise SettingsError(f"{name} expects another input than the test set was read for "
+                                f"({model.spec.input_size} x{model.spec.channels} {model.spec.scaling}/"
+                                f"{model.spec.resize}, classes {model.spec.class_names})")
     t0 = time.perf_counter()
     for model in models.values():
         optimize_for_inference(model)

@@ -21,6 +21,7 @@ from hscc_core.progress import progress_bar
 
 from . import distributed
 from .batch_augment import BATCH_AUGMENTATIONS, augment_batch
+from .errors import SettingsError
 from .recipes import DEFAULT_EPOCHS, PRECISIONS, TrainRecipe
 from .resolve import save_model, save_model_with_report
 from .splits import folder_splits, phantom_splits
@@ -43,11 +44,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"epochs, batch_size and lr must be positive: {self}")
+            raise SettingsError(f"epochs, batch_size and lr must be positive: {self}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise SettingsError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.batch_augment not in BATCH_AUGMENTATIONS:
-            raise ValueError(f"batch_augment must be one of {BATCH_AUGMENTATIONS}, got {self.batch_augment!r}")
+            raise SettingsError(f"batch_augment must be one of {BATCH_AUGMENTATIONS}, got {self.batch_augment!r}")
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -151,7 +152,7 @@ def _train_loader(train_set: Dataset, config: TrainConfig, gen: torch.Generator)
     if world == 1:
         return _loader(train_set, config.batch_size, True, config.num_workers, gen), None
     if config.batch_size % world:
-        raise ValueError(f"batch size {config.batch_size} is not divisible by the {world} processes")
+        raise SettingsError(f"batch size {config.batch_size} is not divisible by the {world} processes")
     sampler = DistributedSampler(train_set, num_replicas=world, rank=distributed.rank(), shuffle=True,
                                  seed=config.seed)
     return DataLoader(train_set, batch_size=config.batch_size // world, sampler=sampler,

@@ -79,3 +79,23 @@ def test_the_public_api_is_re_exported_and_importable():
         assert not missing, f"{package.__name__}.__all__ names what it lacks: {missing}"
     assert {"compress", "CompressionConfig", "Method", "Allocation", "save", "load", "bench_pair", "distill",
             "fidelity", "count_flops", "HSCCError"} <= set(hscc_core.__all__)
+
+
+#: Bare ValueErrors allowed: an argparse type whose ValueError it turns into its own message
+#: at once (hscc_mri/cli/release.py, ``_artifact``).
+BARE_VALUE_ERRORS = {"hscc_mri/cli/release.py": 1}
+
+
+def test_library_and_product_raise_typed_errors_not_bare_value_errors():
+    """hscc_core raises HSCCError kinds (ConfigError, CompressionError, ...), hscc_mri its
+    ProductError kinds (SettingsError, DataError, ...): a new ``raise ValueError`` fails here."""
+    found = {}
+    for package in ("hscc_core", "hscc_mri"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            n = sum(1 for node in ast.walk(ast.parse(path.read_text(), str(path)))
+                    if isinstance(node, ast.Raise) and node.exc is not None
+                    and (getattr(node.exc, "id", None) == "ValueError"
+                         or getattr(getattr(node.exc, "func", None), "id", None) == "ValueError"))
+            if n:
+                found[path.relative_to(ROOT).as_posix()] = n
+    assert found == BARE_VALUE_ERRORS, f"raise a typed error (hscc_core.errors / hscc_mri.errors) instead: {found}"
