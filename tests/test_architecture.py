@@ -81,6 +81,18 @@ def test_the_public_api_is_re_exported_and_importable():
             "fidelity", "count_flops", "HSCCError"} <= set(hscc_core.__all__)
 
 
+def test_the_library_docstring_example_calls_only_what_exists():
+    """The example at the top of ``hscc_core`` once called ``hscc_core.compression(...)``, which
+    does not exist; every ``hscc_core.<name>`` it uses must be public API."""
+    import re
+
+    import hscc_core
+
+    used = set(re.findall(r"hscc_core\.(\w+)", hscc_core.__doc__))
+    assert {"compress", "CompressionConfig", "save", "load"} <= used
+    assert used <= set(hscc_core.__all__), sorted(used - set(hscc_core.__all__))
+
+
 #: Bare ValueErrors allowed: an argparse type whose ValueError it turns into its own message
 #: at once (hscc_mri/cli/release.py, ``_artifact``).
 BARE_VALUE_ERRORS = {"hscc_mri/cli/release.py": 1}
