@@ -44,17 +44,34 @@ BaseBuilder = Callable[[str, dict[str, Any]], nn.Module]
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place,
-    so a crash never leaves a half-written file under the final name."""
+    so a crash never leaves a half-written file under the final name. The file gets the
+    permissions a plain ``open(path, "w")`` gives a new file (``0o666`` less the umask), not
+    the temporary file's private ``0o600``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe for that instant)
+    os.umask(mask)
+    return mask
 
 
 def file_sha256(path: str | os.PathLike) -> str:

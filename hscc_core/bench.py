@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .flops import count_flops, count_params, input_shape_of
+from .errors import ConfigError
 from .progress import progress_bar
 
 __all__ = ["BenchResult", "LatencyStats", "ModelBench", "bench_pair"]
@@ -224,7 +225,7 @@ def bench_pair(
         A :class:`BenchResult`.
 
     Raises:
-        ValueError: no input shape is given or stated, the models state different ones, or
+        ConfigError: no input shape is given or stated, the models state different ones, or
             an argument is out of range.
     """
     if input_shape is not None:
@@ -232,16 +233,16 @@ def bench_pair(
     else:
         shape_a, shape_b = input_shape_of(model_a), input_shape_of(model_b)
         if shape_a != shape_b:
-            raise ValueError(f"the models take different inputs: A {shape_a[1:]} vs B {shape_b[1:]} (C, H, W)")
+            raise ConfigError(f"the models take different inputs: A {shape_a[1:]} vs B {shape_b[1:]} (C, H, W)")
         shape = shape_a[1:]
     batch_sizes = [int(n) for n in batch_sizes]
     if not batch_sizes or min(batch_sizes) < 1:
-        raise ValueError(f"batch_sizes must be positive integers, got {batch_sizes}")
+        raise ConfigError(f"batch_sizes must be positive integers, got {batch_sizes}")
     if runs < 1 or warmup < 0 or threads < 1:
-        raise ValueError(f"need runs >= 1, warmup >= 0, threads >= 1; got {runs}, {warmup}, {threads}")
+        raise ConfigError(f"need runs >= 1, warmup >= 0, threads >= 1; got {runs}, {warmup}, {threads}")
     device = _model_device(model_a)
     if _model_device(model_b) != device:
-        raise ValueError(f"the models are on different devices: {device} vs {_model_device(model_b)}")
+        raise ConfigError(f"the models are on different devices: {device} vs {_model_device(model_b)}")
 
     models = (model_a, model_b)
     was_training = [m.training for m in models]

@@ -18,6 +18,7 @@ import resource
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from .allocate import LayerPlan, greedy_ranks, uniform_ranks
+from .artifacts import atomic_write
 from .config import CompressionConfig, CompressionReport, Method
 from .distributed import all_reduce_sum_, broadcast_module_
 from .errors import CompressionError
@@ -302,7 +304,7 @@ def _spill_threshold() -> int:
     try:
         return int(float(env))
     except ValueError:
-        raise ValueError(f"HSCC_SPILL_BYTES must be a number of bytes, got {env!r}") from None
+        raise CompressionError(f"HSCC_SPILL_BYTES must be a number of bytes, got {env!r}") from None
 
 
 class _MemoryStream:
@@ -354,11 +356,13 @@ class _SpilledStream:
             return torch.from_numpy(np.load(f, allow_pickle=False))
 
     def put(self, j: int, t: torch.Tensor) -> None:
-        path = self._path(j)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, t.detach().cpu().contiguous().numpy(), allow_pickle=False)
-        os.replace(tmp, path)
+        array = t.detach().cpu().contiguous().numpy()
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.save(f, array, allow_pickle=False)
+
+        atomic_write(self._path(j), write)
         self._written[j] = True
 
     def close(self) -> None:
@@ -420,7 +424,7 @@ def _sequential_refit(model: nn.Module, compressed: nn.Module, batches: Sequence
     at = [i for i, (name, _) in enumerate(stages) if name in by_name]
     if len(at) != len(plans):
         missing = sorted(set(by_name) - {stages[i][0] for i in at})
-        raise ValueError(f"sequential refit: layers not in the model's stage list: {', '.join(missing)}")
+        raise CompressionError(f"sequential refit: layers not in the model's stage list: {', '.join(missing)}")
     prefix = nn.Sequential(*(s for _, s in stages[:at[0]]))
     store = lambda t: t.to(torch.float16)  # noqa: E731
     n = len(batches)

@@ -1,11 +1,16 @@
 """Typed errors of the compressor library: catch :class:`HSCCError` for all of them."""
 from __future__ import annotations
 
-__all__ = ["ArtifactError", "CompressionError", "DistillationError", "HSCCError"]
+__all__ = ["ArtifactError", "CompressionError", "ConfigError", "DistillationError", "HSCCError"]
 
 
 class HSCCError(Exception):
     """Base class of every error the library raises on purpose."""
+
+
+class ConfigError(HSCCError, ValueError):
+    """An argument the library cannot use outside a compression or distillation: a value out
+    of range, an input size it cannot learn, models that do not match, a name already taken."""
 
 
 class ArtifactError(HSCCError, ValueError):

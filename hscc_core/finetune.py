@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import DistillationError
 from .progress import progress_bar
 
 
@@ -45,11 +46,11 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+            raise DistillationError(f"epochs must be >= 0, got {self.epochs}")
         if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+            raise DistillationError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if not 0.0 <= self.label_weight <= 1.0:
-            raise ValueError(f"label_weight must be in [0, 1], got {self.label_weight}")
+            raise DistillationError(f"label_weight must be in [0, 1], got {self.label_weight}")
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
@@ -115,7 +116,7 @@ def distill(student: nn.Module, teacher: nn.Module, data: Sequence[Any], config:
     perm = torch.randperm(len(x), generator=gen)
     n_val = max(1, int(round(config.val_fraction * len(x))))
     if len(x) - n_val < 1:
-        raise ValueError(f"fine-tuning needs at least 2 images, got {len(x)}")
+        raise DistillationError(f"fine-tuning needs at least 2 images, got {len(x)}")
     val_idx, train_idx = perm[:n_val], perm[n_val:]
     t_logits = _teacher_logits(teacher, x, config.batch_size)
     yv = None if y is None else y[val_idx]

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .errors import ConfigError
+
 __all__ = ["count_flops", "count_params", "flops_by_module", "input_shape_of"]
 
 #: FlopCounterMode's key for the whole run.
@@ -45,14 +47,14 @@ def input_shape_of(model: nn.Module, input_shape: Sequence[int] | None = None, b
     one), which the compressor copies onto the compressed model.
 
     Raises:
-        ValueError: neither is available.
+        ConfigError: neither is available.
     """
     if input_shape is not None:
         shape = tuple(int(s) for s in input_shape)
         return (batch, *shape) if len(shape) == 3 else shape
     spec = getattr(model, "spec", None)
     if spec is None or not callable(getattr(spec, "input_shape", None)):
-        raise ValueError(f"{type(model).__name__} does not state its input size; pass input_shape=(1, C, H, W)")
+        raise ConfigError(f"{type(model).__name__} does not state its input size; pass input_shape=(1, C, H, W)")
     return tuple(int(s) for s in spec.input_shape(batch))
 
 
@@ -84,7 +86,7 @@ def count_flops(model: nn.Module, input_shape: Sequence[int] | None = None) -> i
         The total FLOPs of the pass.
 
     Raises:
-        ValueError: no ``input_shape`` was given and the model does not state its input size.
+        ConfigError: no ``input_shape`` was given and the model does not state its input size.
     """
     return int(_run_counter(model, input_shape).get_total_flops())
 

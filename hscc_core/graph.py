@@ -25,7 +25,7 @@ def sequential_stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
     if not (isinstance(getattr(model, "features", None), nn.Sequential)
             and isinstance(getattr(model, "classifier", None), nn.Sequential)):
         raise CompressionError(f"{type(model).__name__} is not a features/classifier model; "
-                         "sequential refit needs one (use sequential=False)")
+                               "sequential refit needs one (use sequential=False)")
     stages = [(f"features.{n}", m) for n, m in model.features.named_children()]
     if isinstance(getattr(model, "avgpool", None), nn.Module):
         stages.append(("avgpool", model.avgpool))

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import CompressionError, ConfigError
+
 __all__ = ["ClusterHead", "LowRankConv2d", "LowRankLinear", "MODULE_TYPES", "SpatialLowRankConv2d",
            "TuckerConv2d", "module_factory", "register_module_type"]
 
@@ -36,7 +38,7 @@ MODULE_TYPES: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
 def register_module_type(name: str, factory: Callable[[dict[str, Any]], nn.Module]) -> None:
     """Allow artifacts to contain modules of type ``name`` built by ``factory(config)``."""
     if name in MODULE_TYPES and MODULE_TYPES[name] is not factory:
-        raise ValueError(f"module type {name!r} is already registered")
+        raise ConfigError(f"module type {name!r} is already registered")
     MODULE_TYPES[name] = factory
 
 
@@ -52,9 +54,9 @@ def _pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
 def conv_geometry(conv: nn.Conv2d) -> dict[str, Any]:
     """The JSON-able geometry of a conv (channels, kernel, stride, padding, dilation)."""
     if conv.groups != 1:
-        raise ValueError(f"grouped convolutions are not targets (groups={conv.groups})")
+        raise CompressionError(f"grouped convolutions are not targets (groups={conv.groups})")
     if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
-        raise ValueError("only explicit zero padding is supported")
+        raise CompressionError("only explicit zero padding is supported")
     return {
         "in_channels": conv.in_channels, "out_channels": conv.out_channels,
         "kernel_size": list(_pair(conv.kernel_size)), "stride": list(_pair(conv.stride)),
@@ -166,7 +168,7 @@ def grid_bounds(size: int, parts: int) -> list[int]:
     Returns ``parts + 1`` boundaries ``[0, ..., size]``.
     """
     if not 1 <= parts <= size:
-        raise ValueError(f"cannot cut {size} pixels into {parts} regions")
+        raise CompressionError(f"cannot cut {size} pixels into {parts} regions")
     return [round(i * size / parts) for i in range(parts + 1)]
 
 
@@ -194,7 +196,7 @@ class SpatialLowRankConv2d(nn.Module):
         self.ranks = [int(r) for r in g["ranks"]]
         n_regions = (len(self.rows) - 1) * (len(self.cols) - 1)
         if len(self.ranks) != n_regions:
-            raise ValueError(f"{len(self.ranks)} ranks for {n_regions} regions")
+            raise CompressionError(f"{len(self.ranks)} ranks for {n_regions} regions")
         kh, kw = self.kernel
         clusters = g.get("clusters") or [[] for _ in self.ranks]
         self.heads = nn.ModuleList([ClusterHead(self.out_channels, c) for c in clusters])

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .distributed import all_reduce_sum_
+from .errors import CompressionError
 
 
 def _region_slices(rows: list[int], cols: list[int]) -> list[tuple[slice, slice]]:
@@ -88,7 +89,7 @@ class RegionMoments:
         """Add a batch of responses ``y`` (``(N, O, H, W)`` or ``(N, O)``) and, for joint
         statistics, the matching refit responses ``y_hat``."""
         if self.joint != (y_hat is not None):
-            raise ValueError("joint statistics need y_hat, plain ones must not get it")
+            raise CompressionError("joint statistics need y_hat, plain ones must not get it")
         regions = _region_slices(self.rows, self.cols) if y.dim() == 4 else [None]
         for r, sl in enumerate(regions):
             yr = _as_rows(y if sl is None else y[:, :, sl[0], sl[1]])
@@ -104,7 +105,7 @@ class RegionMoments:
 
     def __add__(self, other: "RegionMoments") -> "RegionMoments":
         if (self.rows, self.cols, self.joint) != (other.rows, other.cols, other.joint):
-            raise ValueError("cannot add statistics of different grids")
+            raise CompressionError("cannot add statistics of different grids")
         add = lambda a, b: None if a is None else a + b  # noqa: E731
         return RegionMoments(self.rows, self.cols, self.n + other.n, self.sum_y + other.sum_y,
                              self.sum_yy + other.sum_yy, add(self.sum_h, other.sum_h),

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .errors import DistillationError
+
 __all__ = ["ViewConfig", "acquisition_view", "draw_views", "gaussian_blur", "geometric_view", "mix_view"]
 
 
@@ -75,15 +77,15 @@ class ViewConfig:
         for name in ("flip", "resample", "sharpen", "intensity", "mix"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} is a probability in [0, 1], got {value}")
+                raise DistillationError(f"{name} is a probability in [0, 1], got {value}")
         for name in ("zoom", "resample_factor", "sharpen_amount", "gain", "gamma"):
             low, high = getattr(self, name)
             if low > high:
-                raise ValueError(f"{name} must be (low, high) with low <= high, got {(low, high)}")
+                raise DistillationError(f"{name} must be (low, high) with low <= high, got {(low, high)}")
         if self.zoom[0] <= 0 or self.gain[0] < 0 or self.gamma[0] <= 0 or self.resample_factor[0] < 1:
-            raise ValueError("zoom and gamma must be > 0, gain >= 0 and resample factors >= 1")
+            raise DistillationError("zoom and gamma must be > 0, gain >= 0 and resample factors >= 1")
         if self.mix_alpha <= 0:
-            raise ValueError(f"mix_alpha must be > 0, got {self.mix_alpha}")
+            raise DistillationError(f"mix_alpha must be > 0, got {self.mix_alpha}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 
 from hscc_core.views import gaussian_blur
 
+from .errors import SettingsError
+
 __all__ = ["AFFINE_DESCRIPTION", "BATCH_AUGMENTATIONS", "affine_augment", "augment_batch", "shift_augment"]
 
 #: What :func:`affine_augment` does with its defaults, in words (for reports).
@@ -119,4 +121,4 @@ def augment_batch(name: str, x: torch.Tensor, generator: torch.Generator, mean: 
         return shift_augment(x, generator)
     if name == "affine":
         return affine_augment(x, generator, mean, std)
-    raise ValueError(f"unknown batch augmentation {name!r}; choose from {', '.join(BATCH_AUGMENTATIONS)}")
+    raise SettingsError(f"unknown batch augmentation {name!r}; choose from {', '.join(BATCH_AUGMENTATIONS)}")

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from .errors import SettingsError
 from .inference import ScanInput, predict_tensor, read_scan_input, result_line
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_READERS", "Fallback", "ReadAhead", "predict_files"]
@@ -66,7 +67,7 @@ class ReadAhead:
     def __init__(self, paths: Sequence[str], read: Callable[[str], ScanInput], workers: int = DEFAULT_READERS,
                  depth: int = 2 * DEFAULT_BATCH_SIZE) -> None:
         if workers < 1 or depth < 1:
-            raise ValueError(f"workers and depth must be at least 1, got {workers} and {depth}")
+            raise SettingsError(f"workers and depth must be at least 1, got {workers} and {depth}")
         self._read = read
         self._futures: list[Future] = [Future() for _ in paths]
         self._todo: queue.SimpleQueue = queue.SimpleQueue()
@@ -182,7 +183,7 @@ def predict_files(model: nn.Module, files: Sequence[str], slice_index: int | Non
         float rounding of a batched call (measured below 1e-6 on the registry models).
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise SettingsError(f"batch_size must be at least 1, got {batch_size}")
 
     def read(path: str) -> ScanInput:
         return read_scan_input(path, model.spec, slice_index, series)

@@ -30,6 +30,7 @@ from torch import nn
 import hscc_core
 from hscc_core import ArtifactError
 
+from .errors import SettingsError
 from .recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL, compression_config, default_recipe
 from .build import compress_model, save_compressed
 from .resolve import is_registry_name, load_model, resolve_model
@@ -94,9 +95,11 @@ def build_key(model_name: str, method: str = DEFAULT_METHOD.value, budget: float
     identity (registry name, or an artifact's SHA-256), the full compression config (defaults
     included), for HSCC the calibration recipe and the SHA-256 of the scans it reads, and
     :data:`BUILD_ALGORITHM_VERSION`. Arguments as for :func:`cache_path`."""
+    from .calibration import recipe_files
+
     recipe = calibration_recipe(model_name, calibration)
     config = _config(method, budget, recipe.seed)
-    calib_key = ({**recipe.to_dict(), "files": _files_identity(recipe.files())} if method == "hscc" else None)
+    calib_key = ({**recipe.to_dict(), "files": _files_identity(recipe_files(recipe))} if method == "hscc" else None)
     return {"model": _source_id(model_name)[1], "config": config.to_dict(), "calibration": calib_key,
             "algorithm_version": BUILD_ALGORITHM_VERSION}
 
@@ -141,7 +144,7 @@ def _build(model_name: str, method: str, budget: float, calibration: dict[str, A
 
     model = resolve_model(model_name)
     if getattr(model, "hscc_replacements", None):
-        raise ValueError(f"{Path(model_name).name} is already compressed; give the uncompressed model")
+        raise SettingsError(f"{Path(model_name).name} is already compressed; give the uncompressed model")
     recipe = calibration_recipe(model_name, calibration)
     config = _config(method, budget, recipe.seed)
     batches = calibration_set(model.spec, recipe) if method == "hscc" else None  # svd/tucker: weights only
@@ -176,7 +179,8 @@ def compressed_model(model_name: str = DEFAULT_MODEL, method: str = DEFAULT_METH
 
     Raises:
         ArtifactError: ``model_name`` is neither a registry name nor a readable artifact.
-        ValueError: bad method/budget, or ``model_name`` is already compressed.
+        CompressionError: bad method/budget.
+        SettingsError: ``model_name`` is already compressed.
     """
     log = log or (_stderr if progress else (lambda _msg: None))
     path = cache_path(model_name, method, budget, cache_dir, calibration)

@@ -29,6 +29,7 @@ from preprocessing.augment import augment_slice
 from preprocessing.datasets import canonical_class_name, is_scan_file
 from preprocessing.phantoms import phantom_sample
 
+from .errors import DataError, SettingsError
 from .recipes import (DEFAULT_RECIPES, LEGACY_RECIPE, REAL_CALIBRATION_DIR, SAMPLES_DIR, CalibrationRecipe,
                       default_recipe)
 
@@ -59,7 +60,7 @@ def scan_files(folder: str | os.PathLike[str]) -> list[Path]:
     """Readable-looking scan files under ``folder`` (recursive, sorted)."""
     root = Path(folder)
     if not root.is_dir():
-        raise ValueError(f"calibration folder not found: {root}")
+        raise DataError(f"calibration folder not found: {root}")
     return sorted(p for p in root.rglob("*") if p.is_file() and is_scan_file(p))
 
 
@@ -81,7 +82,7 @@ def load_slices(paths: Sequence[str | os.PathLike[str]], spec) -> list[np.ndarra
         except ScanError as e:
             errors.append(str(e))
     if not slices:
-        raise ValueError("no readable calibration scan" + (f": {errors[0]}" if errors else ""))
+        raise DataError("no readable calibration scan" + (f": {errors[0]}" if errors else ""))
     return slices
 
 
@@ -170,7 +171,7 @@ def recipe_files(recipe: CalibrationRecipe) -> list[Path]:
     """The scan files ``recipe`` reads (empty for ``"phantoms"``), balanced over classes.
 
     Raises:
-        ValueError: the source is not ``real``, ``samples``, ``phantoms`` or a folder.
+        SettingsError: the source is not ``real``, ``samples``, ``phantoms`` or a folder.
     """
     if recipe.source == "phantoms":
         return []
@@ -179,7 +180,7 @@ def recipe_files(recipe: CalibrationRecipe) -> list[Path]:
     else:
         folder = REAL_CALIBRATION_DIR if recipe.source == "real" else Path(recipe.source)
         if not folder.is_dir():
-            raise ValueError(f"{recipe.source} is not 'real', 'samples', 'phantoms' or a folder")
+            raise SettingsError(f"{recipe.source} is not 'real', 'samples', 'phantoms' or a folder")
         files = scan_files(folder)
     return balanced_files(files, recipe.scans, recipe.seed)
 
@@ -188,16 +189,17 @@ def calibration_set(spec, recipe: CalibrationRecipe, batch_size: int = 16) -> li
     """Model-input batches for ``spec`` drawn by ``recipe`` (order shuffled with its seed).
 
     Raises:
-        ValueError: no such folder, or it holds no readable scan.
+        SettingsError: no such folder (or the recipe gives no image).
+        DataError: the folder holds no readable scan.
     """
-    files = recipe.files()
+    files = recipe_files(recipe)
     images: list[np.ndarray] = []
     if files:
         slices = load_slices(files, spec)
         images = augmented_views(slices, recipe.views, recipe.seed) if recipe.views > 1 else slices
     images += [phantom_sample(i, seed=10_000 + recipe.seed)[0] for i in range(recipe.phantoms)]
     if not images:
-        raise ValueError("the calibration recipe gives no image (views 0 and no phantoms)")
+        raise SettingsError("the calibration recipe gives no image (views 0 and no phantoms)")
     order = np.random.default_rng(recipe.seed).permutation(len(images))
     return calibration_batches([images[i] for i in order], spec, batch_size)
 
@@ -228,12 +230,13 @@ def calibration_for(spec, source: str = "default", views: int = LEGACY_RECIPE.vi
         seed: seed of the augmentations and phantoms.
 
     Raises:
-        ValueError: ``source`` is none of the above, or the folder holds no readable scan.
+        SettingsError: ``source`` is none of the above.
+        DataError: the folder holds no readable scan.
     """
     if source == "default":
         return default_calibration(spec, sample_views=views, n_phantoms=phantoms, seed=seed)
     if source == "phantoms":
         return default_calibration(spec, sample_views=0, n_phantoms=max(phantoms, 1), seed=seed)
     if not Path(source).is_dir():
-        raise ValueError(f"{source} is not 'default', 'phantoms' or a folder")
+        raise SettingsError(f"{source} is not 'default', 'phantoms' or a folder")
     return folder_calibration(source, spec, views_per_scan=views, seed=seed)

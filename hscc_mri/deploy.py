@@ -23,6 +23,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from hscc_core import atomic_write
+
+from .errors import SettingsError
 from .recipes import default_recipe
 from .runtimes import Choice, available, compile_model, resolve_choice
 from .runtimes.quantize import Int8Plan, plan_int8
@@ -140,7 +143,7 @@ def _identity_and_sidecar(model: nn.Module, runtime: str, artifact: str | os.Pat
         return weights_identity(artifact), _base_name(artifact), plan_path(artifact, runtime)
     spec = getattr(model, "spec", None)
     if spec is None:
-        raise ValueError("an int8 plan needs the model's artifact or a registry model (with a spec)")
+        raise SettingsError("an int8 plan needs the model's artifact or a registry model (with a spec)")
     identity = module_identity(model)
     return identity, spec.name, Path(cache_dir) / f"{spec.name}-{identity[:10]}.int8-{runtime}.json"
 
@@ -150,14 +153,14 @@ def default_calibration_batches(model: nn.Module) -> list:
     quantisation read unless given another).
 
     Raises:
-        ValueError: the model has no spec to draw its default set from.
+        SettingsError: the model has no spec to draw its default set from.
     """
     from .calibration import calibration_set
 
     spec = getattr(model, "spec", None)
     if spec is None:
-        raise ValueError("int8 needs calibration batches: pass calibration= (the model has no spec to draw "
-                         "its default calibration set from)")
+        raise SettingsError("int8 needs calibration batches: pass calibration= (the model has no spec to draw "
+                            "its default calibration set from)")
     return calibration_set(spec, default_recipe(spec.name))
 
 
@@ -224,7 +227,7 @@ def choose_runtime(runtime: str, precision: str, models: Sequence[tuple[nn.Modul
         cache_dir: where registry models' plans are kept.
 
     Raises:
-        RuntimeUnavailable, ValueError: as :func:`hscc_mri.runtimes.resolve_choice`.
+        RuntimeUnavailable, SettingsError: as :func:`hscc_mri.runtimes.resolve_choice`.
     """
     if precision != "auto":
         return resolve_choice(runtime, precision)
@@ -261,10 +264,8 @@ def _plan_at(model: nn.Module, runtime: str, identity: str, model_name: str, sid
     plan: Int8Plan = plan_int8(model, runtime, calibration, calibration, target=target, progress=progress, log=log,
                                options=key["int8"]["candidates"])
     out = {**plan.to_dict(), "key": key}
-    side.parent.mkdir(parents=True, exist_ok=True)
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    os.replace(tmp, side)
+    text = json.dumps(out, indent=1)
+    atomic_write(side, lambda tmp: tmp.write_text(text))
     return out
 
 
@@ -306,9 +307,7 @@ def _save_quantized(compiled: nn.Module, path: Path, runtime: str, log: Callable
 
             save_ir(compiled.openvino_graph, path)
         else:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(compiled.onnx_graph)
-            os.replace(tmp, path)
+            atomic_write(path, lambda tmp: tmp.write_bytes(compiled.onnx_graph))
     except OSError as e:  # a read-only cache only costs the next start the quantisation
         log(f"could not keep the quantised graph at {path}: {e}")
 

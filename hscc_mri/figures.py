@@ -9,6 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import DataError
+
 
 def region_kept_shares(layer: dict[str, Any]) -> np.ndarray:
     """``(gh, gw)`` shares of each region's original FLOPs that the compressed layer spends.
@@ -93,7 +95,7 @@ def pareto_figure(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], 
     :func:`hscc_mri.peers.pareto_front`) is drawn as a step line.
 
     Raises:
-        ValueError: no row has both an accuracy and a batch-1 latency.
+        DataError: no row has both an accuracy and a batch-1 latency.
     """
     import matplotlib
 
@@ -101,12 +103,12 @@ def pareto_figure(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], 
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-    from .peers import pareto_front
+    from hscc_core import pareto_front
 
     points = [(r, _batch1_ms(r), r.get("accuracy")) for r in rows]
     points = [(r, ms, acc) for r, ms, acc in points if ms is not None and acc is not None and ms > 0]
     if not points:
-        raise ValueError("no row has both an accuracy and a batch-1 latency (give the bench an evaluation)")
+        raise DataError("no row has both an accuracy and a batch-1 latency (give the bench an evaluation)")
     fig, ax = plt.subplots(figsize=(7.0, 4.6), dpi=110)
     styles = {True: ("s", "tab:blue", "dense"), False: ("o", "tab:orange", "compressed")}
     for dense, (marker, colour, name) in styles.items():

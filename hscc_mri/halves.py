@@ -36,6 +36,8 @@ import numpy as np
 
 from hscc_core import atomic_write, file_sha256
 
+from .errors import DataError, SettingsError
+
 
 __all__ = ["FORMAT_VERSION", "HALVES", "NEAR_DUPLICATE_CORRELATION", "THUMBNAIL_SIZE", "correlation_matrix",
            "half_files", "load_manifest", "make_halves", "materialize", "near_duplicate_groups",
@@ -65,7 +67,7 @@ def _scan_files(testing_dir: Path) -> list[tuple[str, str, Path]]:
 
     Raises:
         FileNotFoundError: ``testing_dir`` is not a folder.
-        ValueError: a folder that is not a known class spelling, or no scan files.
+        DataError: a folder that is not a known class spelling, or no scan files.
     """
     from preprocessing.datasets import canonical_class_name, is_scan_file
 
@@ -74,7 +76,7 @@ def _scan_files(testing_dir: Path) -> list[tuple[str, str, Path]]:
     folders = sorted(p for p in testing_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     unknown = [p.name for p in folders if canonical_class_name(p.name) is None]
     if unknown:
-        raise ValueError(f"{testing_dir.name!r} holds folders that are not class names: {', '.join(unknown)}")
+        raise DataError(f"{testing_dir.name!r} holds folders that are not class names: {', '.join(unknown)}")
     out = []
     for folder in folders:
         cls = canonical_class_name(folder.name)
@@ -82,7 +84,7 @@ def _scan_files(testing_dir: Path) -> list[tuple[str, str, Path]]:
             if is_scan_file(path):
                 out.append((path.relative_to(testing_dir).as_posix(), cls, path))
     if not out:
-        raise ValueError(f"no scan files in the class folders of {testing_dir.name!r}")
+        raise DataError(f"no scan files in the class folders of {testing_dir.name!r}")
     return sorted(out)
 
 
@@ -184,7 +186,7 @@ def make_halves(testing_dir: str | os.PathLike[str], seed: int = 0,
 
     Raises:
         FileNotFoundError: ``testing_dir`` is not a folder.
-        ValueError: a folder that is not a class name, or no scan files.
+        DataError: a folder that is not a class name, or no scan files.
         preprocessing.ScanError: a scan cannot be read.
     """
     root = Path(os.fspath(testing_dir)).resolve()
@@ -238,17 +240,17 @@ def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not JSON, another ``format_version``, or no ``files`` list.
+        DataError: not JSON, another ``format_version``, or no ``files`` list.
     """
     p = Path(os.fspath(path))
     try:
         doc = json.loads(p.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{p.name} is not a JSON manifest: {e}") from None
+        raise DataError(f"{p.name} is not a JSON manifest: {e}") from None
     if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{p.name} is not a test-halves manifest of format_version {FORMAT_VERSION}")
+        raise DataError(f"{p.name} is not a test-halves manifest of format_version {FORMAT_VERSION}")
     if not isinstance(doc.get("files"), list):
-        raise ValueError(f"{p.name} has no 'files' list")
+        raise DataError(f"{p.name} has no 'files' list")
     return doc
 
 
@@ -264,11 +266,12 @@ def half_files(manifest: Mapping[str, Any], half: str, testing_dir: str | os.Pat
         verify: check each file's SHA-256 against the manifest.
 
     Raises:
-        ValueError: ``half`` is not a half; a file is missing or (with ``verify``) its
-            SHA-256 differs from the manifest's (the message names the file).
+        SettingsError: ``half`` is not a half.
+        DataError: a file is missing or (with ``verify``) its SHA-256 differs from the
+            manifest's (the message names the file).
     """
     if half not in HALVES:
-        raise ValueError(f"no half {half!r}: the halves are {', '.join(HALVES)}")
+        raise SettingsError(f"no half {half!r}: the halves are {', '.join(HALVES)}")
     root = Path(os.fspath(testing_dir))
     out = []
     for entry in manifest["files"]:
@@ -276,10 +279,10 @@ def half_files(manifest: Mapping[str, Any], half: str, testing_dir: str | os.Pat
             continue
         path = root.joinpath(*entry["file"].split("/"))
         if not path.is_file():
-            raise ValueError(f"{entry['file']} of the {half} half is missing from {root.name!r}")
+            raise DataError(f"{entry['file']} of the {half} half is missing from {root.name!r}")
         if verify and file_sha256(path) != entry["sha256"]:
-            raise ValueError(f"{entry['file']} of the {half} half has changed: its SHA-256 is not the "
-                             f"manifest's {entry['sha256'][:12]}...")
+            raise DataError(f"{entry['file']} of the {half} half has changed: its SHA-256 is not the "
+                            f"manifest's {entry['sha256'][:12]}...")
         out.append(path)
     return out
 
@@ -305,8 +308,8 @@ def materialize(manifest: Mapping[str, Any], testing_dir: str | os.PathLike[str]
         half -> its folder.
 
     Raises:
-        ValueError: as :func:`half_files`; or ``out_dir/<half>`` exists and holds
-            something other than class folders.
+        SettingsError, DataError: as :func:`half_files`.
+        DataError: ``out_dir/<half>`` exists and holds something other than class folders.
     """
     from preprocessing.datasets import canonical_class_name
 
@@ -319,8 +322,8 @@ def materialize(manifest: Mapping[str, Any], testing_dir: str | os.PathLike[str]
         if final.exists():
             strays = [p.name for p in final.iterdir() if not (p.is_dir() and canonical_class_name(p.name))]
             if strays:
-                raise ValueError(f"{final} holds {', '.join(sorted(strays))}, not only class folders; "
-                                 "not replacing it")
+                raise DataError(f"{final} holds {', '.join(sorted(strays))}, not only class folders; "
+                                "not replacing it")
         tmp = out / f".{half}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         by_file = {e["file"]: e["class"] for e in manifest["files"]}

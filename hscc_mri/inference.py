@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -19,14 +19,24 @@ from torch import nn
 from hscc_core import time_forward
 from preprocessing import PASS_THROUGH, ScanError, load_scan, scan_to_model_input
 
-__all__ = ["ScanInput", "predict_file", "predict_tensor", "probabilities", "read_scan_input", "result_line"]
+__all__ = ["ScanInput", "input_batches", "predict_file", "predict_tensor", "probabilities", "read_scan_input",
+           "result_line"]
 
 
 @torch.no_grad()
 def probabilities(model: nn.Module, batches: Iterable[torch.Tensor]) -> np.ndarray:
-    """Softmax outputs of ``model`` (eval mode) over input ``batches``, as one ``(N, classes)`` array."""
+    """Softmax outputs of ``model`` (eval mode) over input ``batches``, as one ``(N, classes)``
+    float32 array: the one place the product turns a model's logits over many inputs into
+    probabilities."""
     model.eval()
     return np.concatenate([torch.softmax(model(x).float(), dim=1).numpy() for x in batches])
+
+
+def input_batches(inputs: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Model inputs ``(N, C, H, W)`` (e.g. a test set's, kept in float16) as float32
+    channels-last batches of ``batch_size``, for :func:`probabilities`."""
+    for start in range(0, len(inputs), batch_size):
+        yield inputs[start:start + batch_size].float().contiguous(memory_format=torch.channels_last)
 
 
 def _labelled(model: nn.Module, probs: list[float]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from hscc_core import CompressionConfig, compress, fidelity
 from hscc_core.progress import progress_bar
 
 from .calibration import augmented_views, calibration_batches, default_calibration, load_slices
+from .errors import DataError
 from .inference import probabilities
 from .recipes import LEGACY_RECIPE
 
@@ -57,7 +58,7 @@ def leave_one_scan_out(model: nn.Module, config: CompressionConfig, scans: Seque
     """
     scans = [Path(s) for s in scans]
     if len(scans) < 2:
-        raise ValueError("leave-one-scan-out needs at least two scans")
+        raise DataError("leave-one-scan-out needs at least two scans")
     spec = model.spec
     slices = load_slices(scans, spec)
     t0 = time.perf_counter()

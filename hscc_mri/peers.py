@@ -40,9 +40,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from hscc_core import LatencyStats, count_flops, count_params, input_shape_of
+from hscc_core import LatencyStats, count_flops, count_params, input_shape_of, pareto_front
 from hscc_core.progress import progress_bar
 
+from .errors import DataError, SettingsError
 from .runtimes import PRECISIONS, RUNTIMES, RuntimeUnavailable, compile_model, cpu_summary, runtime_label, source_model
 
 __all__ = ["AGREEMENT_BAR", "REFERENCE_ROW", "PeerBench", "PeerVariant", "SkippedChoice", "bench_peers",
@@ -293,8 +294,8 @@ def evaluation_rows(evaluation: Mapping[str, Any] | Sequence[Mapping[str, Any]])
     if isinstance(evaluation, Mapping):
         rows = evaluation.get("rows")
         if not isinstance(rows, list):
-            raise ValueError("the evaluation has no 'rows' list (expected the JSON of `hscc-mri evaluate --data "
-                             "DIR --json FILE`)")
+            raise DataError("the evaluation has no 'rows' list (expected the JSON of `hscc-mri evaluate --data "
+                            "DIR --json FILE`)")
         return rows
     return list(evaluation)
 
@@ -327,29 +328,13 @@ def join_evaluation(model: str, runtime: str, precision: str, rows: Iterable[Map
     return None
 
 
-# ---------------------------------------------------------------------- Pareto front
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the Pareto-optimal ``(latency, accuracy)`` points, by ascending latency.
-
-    A point is on the front when no other point is at least as fast *and* at least as
-    accurate while strictly better in one of the two (minimise latency, maximise
-    accuracy). Points with a missing or non-finite coordinate are ignored; identical
-    points are all kept.
-    """
-    valid = [(i, float(p[0]), float(p[1])) for i, p in enumerate(points)
-             if p[0] is not None and p[1] is not None and math.isfinite(p[0]) and math.isfinite(p[1])]
-    front = [(i, lat, acc) for i, lat, acc in valid
-             if not any(l2 <= lat and a2 >= acc and (l2 < lat or a2 > acc) for _, l2, a2 in valid)]
-    return [i for i, _, _ in sorted(front, key=lambda t: (t[1], -t[2], t[0]))]
-
-
 # ---------------------------------------------------------------------- the benchmark
 def _choices(choices: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for runtime, precision in choices:
         if runtime not in RUNTIMES or precision not in PRECISIONS:
-            raise ValueError(f"a choice is (runtime, precision) with runtime in {', '.join(RUNTIMES)} and "
-                             f"precision in {', '.join(PRECISIONS)}; got {(runtime, precision)!r}")
+            raise SettingsError(f"a choice is (runtime, precision) with runtime in {', '.join(RUNTIMES)} and "
+                                f"precision in {', '.join(PRECISIONS)}; got {(runtime, precision)!r}")
         if (runtime, precision) not in out:
             out.append((runtime, precision))
     # Every speed-up is relative to the dense model in PyTorch fp32, so it is always timed.
@@ -414,27 +399,27 @@ def bench_peers(
         A :class:`PeerBench`.
 
     Raises:
-        ValueError: no models, models taking different inputs, a bad argument, or the
+        SettingsError: no models, models taking different inputs, a bad argument, or the
             dense model cannot run in PyTorch fp32.
     """
     if not models:
-        raise ValueError("bench_peers needs at least one model (the first is the dense reference)")
+        raise SettingsError("bench_peers needs at least one model (the first is the dense reference)")
     batch_sizes = sorted({int(n) for n in batch_sizes})
     if not batch_sizes or batch_sizes[0] < 1:
-        raise ValueError(f"batch_sizes must be positive integers, got {batch_sizes}")
+        raise SettingsError(f"batch_sizes must be positive integers, got {batch_sizes}")
     if runs < 1 or warmup < 0 or threads < 1:
-        raise ValueError(f"need runs >= 1, warmup >= 0, threads >= 1; got {runs}, {warmup}, {threads}")
+        raise SettingsError(f"need runs >= 1, warmup >= 0, threads >= 1; got {runs}, {warmup}, {threads}")
     choices = _choices(choices)
     names = list(models)
     shapes = {name: tuple(input_shape_of(m)[1:]) for name, m in models.items()}
     if len(set(shapes.values())) > 1:
-        raise ValueError(f"the models take different inputs (C, H, W): {shapes}")
+        raise SettingsError(f"the models take different inputs (C, H, W): {shapes}")
     shape = shapes[names[0]]
     keep_fp32 = dict(keep_fp32 or {})
     int8_options = dict(int8_options or {})
     unknown = set(keep_fp32) - set(names)
     if unknown:
-        raise ValueError(f"keep_fp32 names models not benchmarked: {sorted(unknown)}")
+        raise SettingsError(f"keep_fp32 names models not benchmarked: {sorted(unknown)}")
     rows = evaluation_rows(evaluation) if evaluation is not None else None
     evaluation_names = dict(evaluation_names or {})
 
@@ -484,7 +469,8 @@ def bench_peers(
         if not any(n == names[0] and (r, p) == BASELINE for n, r, p, _ in compiled):
             reason = next((s.reason for s in skipped if s.model == names[0] and (s.runtime, s.precision) == BASELINE),
                           "")
-            raise ValueError(f"the dense model {names[0]!r} must run in PyTorch fp32 (the speed-up baseline): {reason}")
+            raise SettingsError(f"the dense model {names[0]!r} must run in PyTorch fp32 (the speed-up baseline): "
+                                f"{reason}")
         for name, _, _, c in compiled:
             if name not in stats:  # FLOPs and params are the PyTorch model's, the same in every runtime
                 src = source_model(c)

@@ -17,6 +17,8 @@ from typing import Any
 
 from hscc_core import CompressionConfig, FinetuneConfig, Method
 
+from .errors import SettingsError
+
 __all__ = ["CalibrationRecipe", "DEFAULT_BUDGET", "DEFAULT_METHOD", "DEFAULT_MODEL", "DEFAULT_RECIPES",
            "LEGACY_RECIPE", "REAL_CALIBRATION_DIR", "SAMPLES_DIR", "TRAIN_AUGMENTATIONS", "TrainRecipe", "compression_config",
            "default_recipe", "finetune_config", "DEFAULT_EPOCHS"]
@@ -59,20 +61,14 @@ class CalibrationRecipe:
 
     def __post_init__(self) -> None:
         if self.scans is not None and self.scans < 1:
-            raise ValueError(f"scans must be >= 1, got {self.scans}")
+            raise SettingsError(f"scans must be >= 1, got {self.scans}")
         if self.views < 0 or self.phantoms < 0:
-            raise ValueError("views and phantoms must be >= 0")
+            raise SettingsError("views and phantoms must be >= 0")
         if self.source == "phantoms" and self.phantoms < 1:
-            raise ValueError("a phantom-only calibration set needs phantoms >= 1")
+            raise SettingsError("a phantom-only calibration set needs phantoms >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def files(self) -> list[Path]:
-        """The scan files this recipe reads (empty for ``"phantoms"``)."""
-        from .calibration import recipe_files
-
-        return recipe_files(self)
 
 
 #: The default calibration recipe of each registry model; :data:`LEGACY_RECIPE` for others.
@@ -165,12 +161,12 @@ class TrainRecipe:
         if self.epochs is None:  # frozen: resolved once, so every reader sees a number
             object.__setattr__(self, "epochs", DEFAULT_EPOCHS["phantoms" if self.data == "phantoms" else "folder"])
         if self.augment not in TRAIN_AUGMENTATIONS:
-            raise ValueError(f"augment must be one of {TRAIN_AUGMENTATIONS}, got {self.augment!r}")
+            raise SettingsError(f"augment must be one of {TRAIN_AUGMENTATIONS}, got {self.augment!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise SettingsError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"epochs, batch_size and lr must be positive, got {self.epochs}, "
-                             f"{self.batch_size}, {self.lr}")
+            raise SettingsError(f"epochs, batch_size and lr must be positive, got {self.epochs}, "
+                                f"{self.batch_size}, {self.lr}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

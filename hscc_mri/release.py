@@ -46,14 +46,16 @@ import hscc_core
 from hscc_core import ArtifactError, file_sha256
 
 from .cache import BUILD_ALGORITHM_VERSION, build_key, cache_path, calibration_recipe, compressed_model, load_report
+from .errors import ProductError
 from .recipes import DEFAULT_METHOD, DEFAULT_MODEL
 from .resolve import load_model, resolve_model
 from .runtimes import (Choice, RuntimeUnavailable, available, compile_model, cpu_flags, cpu_summary, has_vnni,
                        resolve_choice)
+from .safety_net import DEFAULT_TARGET, SafetyNet, measure_safety_net
 
 __all__ = ["FORMAT_VERSION", "INT8_RUNTIME", "MANIFEST", "RELEASE_DIR", "REFERENCE", "Release", "ReleaseError",
-           "ReleasedModel", "compressed_key", "load_release", "load_released", "make_release", "release_choice",
-           "verify_release"]
+           "ReleasedModel", "add_safety_net", "compressed_key", "load_release", "load_released", "make_release",
+           "release_choice", "verify_release"]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The release folder in the repository (committed; the app and ``predict`` load it).
@@ -70,7 +72,7 @@ REFERENCE = "reference"
 _CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
-class ReleaseError(ArtifactError):
+class ReleaseError(ArtifactError, ProductError):
     """A release folder or one of its files cannot be used (missing, unreadable, or its
     bytes are not those the manifest names)."""
 
@@ -186,7 +188,7 @@ def release_choice(release: Release, keys: Sequence[str], runtime: str = "auto",
     asked (int8 then runs the shipped graphs whatever CPU kind their plan was measured on).
 
     Raises:
-        RuntimeUnavailable, ValueError: as :func:`hscc_mri.runtimes.resolve_choice`.
+        RuntimeUnavailable, SettingsError: as :func:`hscc_mri.runtimes.resolve_choice`.
     """
     int8 = [release.models[k].get("int8") for k in keys]
     if precision != "auto":
@@ -492,7 +494,7 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
         n_bootstrap: bootstrap replicates of the SEs.
         command: the command line recorded (default: this process's).
         select: selection scans on which each compressed model's safety-net threshold is
-            chosen and written into the manifest (:func:`hscc_mri.safety_net.add_safety_net`).
+            chosen and written into the manifest (:func:`add_safety_net`).
         safety_net_target: the agreement the kept answers must reach (default
             :data:`hscc_mri.safety_net.DEFAULT_TARGET`).
         progress, log: progress bars; where one-line messages go (default stderr).
@@ -566,6 +568,8 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
         entry.pop("_source")
         if key != REFERENCE:
             entry["sha256"] = files[entry["file"]]["sha256"]
+    from .calibration import recipe_files
+
     recipe = calibration_recipe(model, calibration)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -577,7 +581,7 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
         "cpu": _cpu(),
         "build": {"seconds": round(time.perf_counter() - t0, 1), "peak_memory_mb": _peak_memory_mb(),
                   "threads": torch.get_num_threads()},
-        "calibration": {"recipe": recipe.to_dict(), "files": len(recipe.files()),
+        "calibration": {"recipe": recipe.to_dict(), "files": len(recipe_files(recipe)),
                         "files_sha256": build_key(model, "hscc", budgets[0], calibration)["calibration"]["files"]},
         "training_data": {"reference": "trained by the authors of the pip package (its data is not recorded)",
                           "compressed": "none beyond the calibration set (no fine-tuning)"
@@ -596,8 +600,46 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
     log(f"wrote {out} ({len(files)} files, {manifest['total_bytes'] / 1e6:.1f} MB) in "
         f"{manifest['build']['seconds']:.0f} s")
     if select is not None:
-        from .safety_net import DEFAULT_TARGET, add_safety_net
-
         return add_safety_net(out, select, DEFAULT_TARGET if safety_net_target is None else safety_net_target,
                               progress=progress, log=log)
     return json.loads(text)  # as written (JSON lists for tuples)
+
+
+def add_safety_net(folder: str | os.PathLike, select_dir: str | os.PathLike, target: float = DEFAULT_TARGET,
+                   progress: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure the safety net of every compressed model of the release in ``folder`` on the
+    selection scans in ``select_dir`` and write it into the manifest (nothing else changes:
+    the model files and their SHA-256s stay as they are).
+
+    Returns:
+        The manifest written.
+
+    Raises:
+        ReleaseError: a release file fails its check.
+    """
+    from .testset import load_test_set
+
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    release = load_release(folder)
+    fp32 = Choice("torch", "fp32", "")
+    reference = load_released(release, REFERENCE, fp32).source
+    select = load_test_set(select_dir, reference.spec, progress=progress)
+    block = {"target": target, "select": {"folder": select.folder, "n": len(select), "sha256": select.sha256},
+             "reference": f"{release.models[REFERENCE]['name']} (PyTorch fp32)"}
+    for key, entry in release.models.items():
+        if entry["kind"] != "compressed":
+            continue
+        models: dict[str, nn.Module] = {"float": load_released(release, key, fp32).source}
+        if entry.get("int8"):
+            try:
+                models["int8"] = load_released(release, key, Choice("openvino", "int8", "")).model
+            except RuntimeUnavailable as e:
+                log(f"{key}: int8 threshold not measured ({e})")
+        entry["safety_net"] = {**block, **measure_safety_net(reference, models, select.inputs, target)}
+        for label in models:
+            log(f"{key} {label}: " + SafetyNet.from_record(entry["safety_net"], label).describe())
+    text = json.dumps(release.manifest, indent=1) + "\n"
+    hscc_core.atomic_write(Path(folder) / MANIFEST, lambda tmp: tmp.write_text(text))
+    log(f"wrote the safety net into {Path(folder) / MANIFEST} in {time.perf_counter() - t0:.0f} s")
+    return json.loads(text)

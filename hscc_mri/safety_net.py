@@ -7,8 +7,9 @@ measurement, never a constant in code: :func:`measure_safety_net` runs the refer
 in float and in the int8 graph the release ships, over the *selection* scans (the half of
 ``Testing/`` the reference was not trained on, ``data/splits/README.md``; never the report
 half), and chooses per precision the threshold that keeps agreement of the kept answers at
-the target. :func:`add_safety_net` writes that into the manifest (``models[key].safety_net``);
-:func:`safety_net_for` reads the threshold that applies to the precision a model runs in.
+the target. :func:`hscc_mri.release.add_safety_net` writes that into the manifest
+(``models[key].safety_net``); :func:`safety_net_for` reads the threshold that applies to the
+precision a model runs in.
 
 Manifest block (per compressed model)::
 
@@ -23,12 +24,7 @@ Manifest block (per compressed model)::
 """
 from __future__ import annotations
 
-import json
-import os
-import sys
-import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,9 +33,9 @@ from torch import nn
 import hscc_core
 from hscc_core.safety_net import choose_safety_net
 
-from .inference import probabilities
+from .inference import input_batches, probabilities
 
-__all__ = ["DEFAULT_TARGET", "SafetyNet", "add_safety_net", "measure_safety_net", "safety_net_for"]
+__all__ = ["DEFAULT_TARGET", "SafetyNet", "measure_safety_net", "safety_net_for"]
 
 #: The agreement asked of the answers the compressed model keeps (issue: >= 99.5%).
 DEFAULT_TARGET = 0.995
@@ -87,10 +83,8 @@ class SafetyNet:
 
 
 def _probs(model: nn.Module, inputs: torch.Tensor) -> np.ndarray:
-    batches = (inputs[i:i + _BATCH].float().contiguous(memory_format=torch.channels_last)
-               for i in range(0, len(inputs), _BATCH))
     with torch.inference_mode():
-        return probabilities(model, batches)
+        return probabilities(model, input_batches(inputs, _BATCH))
 
 
 def measure_safety_net(reference: nn.Module, compressed: dict[str, nn.Module], inputs: torch.Tensor,
@@ -113,48 +107,6 @@ def measure_safety_net(reference: nn.Module, compressed: dict[str, nn.Module], i
         chosen, candidates = choose_safety_net(p, ref_labels, target)
         out[label] = {**chosen.to_dict(), "candidates": {m: c.to_dict() for m, c in candidates.items()}}
     return out
-
-
-def add_safety_net(folder: str | os.PathLike, select_dir: str | os.PathLike, target: float = DEFAULT_TARGET,
-                   progress: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure the safety net of every compressed model of the release in ``folder`` on the
-    selection scans in ``select_dir`` and write it into the manifest (nothing else changes:
-    the model files and their SHA-256s stay as they are).
-
-    Returns:
-        The manifest written.
-
-    Raises:
-        ReleaseError: a release file fails its check.
-    """
-    from .release import MANIFEST, REFERENCE, load_release, load_released
-    from .runtimes import Choice, RuntimeUnavailable
-    from .testset import load_test_set
-
-    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    t0 = time.perf_counter()
-    release = load_release(folder)
-    fp32 = Choice("torch", "fp32", "")
-    reference = load_released(release, REFERENCE, fp32).source
-    select = load_test_set(select_dir, reference.spec, progress=progress)
-    block = {"target": target, "select": {"folder": select.folder, "n": len(select), "sha256": select.sha256},
-             "reference": f"{release.models[REFERENCE]['name']} (PyTorch fp32)"}
-    for key, entry in release.models.items():
-        if entry["kind"] != "compressed":
-            continue
-        models: dict[str, nn.Module] = {"float": load_released(release, key, fp32).source}
-        if entry.get("int8"):
-            try:
-                models["int8"] = load_released(release, key, Choice("openvino", "int8", "")).model
-            except RuntimeUnavailable as e:
-                log(f"{key}: int8 threshold not measured ({e})")
-        entry["safety_net"] = {**block, **measure_safety_net(reference, models, select.inputs, target)}
-        for label in models:
-            log(f"{key} {label}: " + SafetyNet.from_record(entry["safety_net"], label).describe())
-    text = json.dumps(release.manifest, indent=1) + "\n"
-    hscc_core.atomic_write(Path(folder) / MANIFEST, lambda tmp: tmp.write_text(text))
-    log(f"wrote the safety net into {Path(folder) / MANIFEST} in {time.perf_counter() - t0:.0f} s")
-    return json.loads(text)
 
 
 def safety_net_for(entry: dict[str, Any], precision: str) -> SafetyNet | None:

@@ -3,17 +3,43 @@
 Phantoms: three independent seeded streams (distinct seeds per split, so no phantom is in
 two splits), drawn once and kept in memory. A folder data set in the public four-class
 layout: a stratified validation split held out of ``Training`` (un-augmented), the
-``Testing`` split as the test set.
+``Testing`` split as the test set. :func:`materialize` keeps a data set in memory (the
+phantoms always; a folder's scans when training augments whole batches).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from torch.utils.data import Dataset, Subset, TensorDataset
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from hscc_core.progress import progress_bar
 from models import ModelSpec
 
-__all__ = ["folder_splits", "phantom_split_seeds", "phantom_splits"]
+__all__ = ["folder_splits", "materialize", "phantom_split_seeds", "phantom_splits"]
+
+
+def materialize(dataset: Dataset, desc: str = "preparing data", dtype: torch.dtype = torch.float16,
+                num_workers: int = 0) -> TensorDataset:
+    """Compute every item of ``dataset`` once and keep it in memory (``dtype`` to halve RAM).
+
+    Phantoms are expensive to draw and already randomised in pose, contrast and noise,
+    so generating a fixed set once beats regenerating it every epoch; decoding real scans
+    once lets training spend the cores on the model (augmentation then works on batches,
+    :mod:`hscc_mri.batch_augment`). ``num_workers`` processes read items in parallel.
+    """
+    xs, ys = [], []
+    if num_workers > 0:
+        loader = DataLoader(dataset, batch_size=32, shuffle=False, num_workers=num_workers)
+        for x, y in progress_bar(loader, desc=desc, unit="batch", leave=False):
+            xs.extend(x.to(dtype))
+            ys.extend(int(v) for v in y)
+    else:
+        for i in progress_bar(range(len(dataset)), desc=desc, unit="img", leave=False):
+            x, y = dataset[i]
+            xs.append(x.to(dtype))
+            ys.append(int(y))
+    return TensorDataset(torch.stack(xs), torch.tensor(ys, dtype=torch.int64))
 
 
 def phantom_split_seeds(seed: int) -> dict[str, int]:
@@ -25,8 +51,6 @@ def phantom_splits(spec: ModelSpec, n_train: int, n_val: int, n_test: int,
                    seed: int) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
     """Train, validation and test phantoms for ``spec``, materialised (float16 in memory)."""
     from preprocessing.datasets import PhantomDataset
-
-    from .training import materialize
 
     seeds = phantom_split_seeds(seed)
     return (materialize(PhantomDataset(n_train, seeds["train"], spec), "drawing training phantoms"),
@@ -48,8 +72,6 @@ def folder_splits(spec: ModelSpec, root: str | Path, val_fraction: float, seed: 
         NotADirectoryError: ``root`` is not a folder.
     """
     from preprocessing.datasets import BrainMRIFolder, stratified_split
-
-    from .training import materialize
 
     root = Path(root)
     if not root.is_dir():

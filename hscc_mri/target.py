@@ -25,6 +25,8 @@ from torch import nn
 import hscc_core
 from hscc_core import TargetResult
 
+from .errors import SettingsError
+
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: scan reading loads on use
     from .recipes import CalibrationRecipe
     from .testset import TestSet
@@ -52,12 +54,12 @@ def check_select_folder(folder: str | os.PathLike) -> None:
     """Refuse a selection folder named like the report half.
 
     Raises:
-        ValueError: ``folder`` (or its ``Testing/`` parent's half) is ``report``.
+        SettingsError: ``folder`` (or its ``Testing/`` parent's half) is ``report``.
     """
     path = Path(folder).resolve()
     if REPORT_HALF in (path.name, path.parent.name):
-        raise ValueError(f"{path.name!r} is the report half: a target is chosen on the select half "
-                         "(runs/halves/select), never on the scans the reported numbers come from")
+        raise SettingsError(f"{path.name!r} is the report half: a target is chosen on the select half "
+                            "(runs/halves/select), never on the scans the reported numbers come from")
 
 
 def _binomial_se(share: float, n: int) -> float:
@@ -80,13 +82,10 @@ class SelectionEvaluator:
         self.reference_accuracy = self._share(self.reference_answers == select.labels)
 
     def _answers(self, model: nn.Module) -> torch.Tensor:
-        from .inference import probabilities
+        from .inference import input_batches, probabilities
 
-        inputs = self.select.inputs
-        batches = (inputs[i:i + _BATCH].float().contiguous(memory_format=torch.channels_last)
-                   for i in range(0, len(inputs), _BATCH))
         with torch.inference_mode():
-            return torch.from_numpy(probabilities(model, batches)).argmax(1)
+            return torch.from_numpy(probabilities(model, input_batches(self.select.inputs, _BATCH))).argmax(1)
 
     def _share(self, hits: torch.Tensor) -> float:
         return float(hits.double().mean())

@@ -28,11 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from hscc_core import (atomic_write, classification_report, count_flops, count_params, fidelity, file_sha256,
-                       optimize_for_inference, time_forward_interleaved)
+from hscc_core import (atomic_write, bootstrap_indices, classification_report, count_flops, count_params, fidelity,
+                       file_sha256, optimize_for_inference, paired_difference, replicate_se, time_forward_interleaved)
 from hscc_core.progress import progress_bar
 
-from .report.analysis import paired_difference
+from .errors import DataError, SettingsError
+from .inference import input_batches, probabilities
 from .runtimes.base import source_model
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def _split_dir(folder: Path) -> Path:
     try:
         return find_split_dir(folder, "Testing")
     except FileNotFoundError:
-        raise ValueError(
+        raise DataError(
             f"no class folders in {folder.name!r}: expected one folder per class (glioma, meningioma, "
             f"notumor, pituitary, or spellings such as glioma_tumor, no_tumor) or a Testing/ folder holding "
             f"them; folders found: {', '.join(subdirs) or 'none'}") from None
@@ -158,8 +159,9 @@ def load_test_set(folder: str | os.PathLike[str], spec: "ModelSpec", progress: b
 
     Raises:
         FileNotFoundError: ``folder`` does not exist.
-        ValueError: no class folders, a class folder that is not a known spelling of one
-            of ``spec.class_names``, no scan files, or no readable scan at all.
+        DataError: no class folders, two ambiguous splits, or no readable scan at all.
+        ValueError: (:class:`preprocessing.datasets.BrainMRIFolder`) a class folder that is
+            not a known spelling of one of ``spec.class_names``, or no scan files.
     """
     from preprocessing import ScanError, load_scan, scan_to_model_input
     from preprocessing.datasets import BrainMRIFolder
@@ -168,8 +170,8 @@ def load_test_set(folder: str | os.PathLike[str], spec: "ModelSpec", progress: b
     split_dir = _split_dir(given).resolve()
     data = BrainMRIFolder(split_dir.parent, split_dir.name, spec)
     if data.split_dir.resolve() != split_dir:  # e.g. "test" given where "Testing" is its sibling
-        raise ValueError(f"{split_dir.name!r} is ambiguous beside {data.split_dir.name!r}; "
-                         "give the data-set root or rename one of them")
+        raise DataError(f"{split_dir.name!r} is ambiguous beside {data.split_dir.name!r}; "
+                        "give the data-set root or rename one of them")
     digest = hashlib.sha256()
     for rel, path in sorted((p.relative_to(split_dir).as_posix(), p) for p, _ in data.samples):
         digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -188,47 +190,36 @@ def load_test_set(folder: str | os.PathLike[str], spec: "ModelSpec", progress: b
         labels.append(label)
         files.append(rel)
     if not tensors:
-        raise ValueError(f"none of the {len(data.samples)} scan files in {split_dir.name!r} could be read "
-                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
+        raise DataError(f"none of the {len(data.samples)} scan files in {split_dir.name!r} could be read "
+                        f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
     return TestSet(inputs=torch.stack(tensors), labels=torch.tensor(labels, dtype=torch.int64), files=files,
                    class_names=tuple(data.class_names), skipped=skipped, folder=given.resolve().name,
                    dataset=split_dir.parent.name, split=split_dir.name, sha256=digest.hexdigest(), spec=spec)
 
 
 # ----------------------------------------------------------------------------- evaluation
-def bootstrap_indices(n: int, n_bootstrap: int, seed: int) -> np.ndarray:
-    """``(n_bootstrap, n)`` resampled item indices, one row per replicate.
-
-    Drawn exactly as :func:`hscc_core.metrics.classification_report` and
-    :func:`hscc_core.report.analysis.paired_difference` draw theirs (one
-    ``rng.integers(0, n, n)`` per replicate from ``default_rng(seed)``), so their SEs
-    for the same ``seed`` use these very replicates: all SEs of one evaluation are paired.
-    """
-    rng = np.random.default_rng(seed)
-    return np.stack([rng.integers(0, n, n) for _ in range(n_bootstrap)]) if n_bootstrap else np.zeros((0, n), int)
-
-
 def _finite(x: float | None) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
 def _se(values: np.ndarray) -> float | None:
     v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    return float(np.std(v, ddof=1)) if len(v) > 1 else None
+    return _finite(replicate_se(v[np.isfinite(v)]))
 
 
-@torch.inference_mode()
 def _probabilities(model: nn.Module, inputs: torch.Tensor, batch_size: int, desc: str,
                    progress: bool) -> np.ndarray:
-    out = []
     bar = progress_bar(total=len(inputs), desc=desc, unit="scan", disable=not progress)
-    for start in range(0, len(inputs), batch_size):
-        x = inputs[start:start + batch_size].float().contiguous(memory_format=torch.channels_last)
-        out.append(torch.softmax(model(x).float(), dim=1).double().numpy())
-        bar.update(len(x))
+
+    def batches():
+        for x in input_batches(inputs, batch_size):
+            yield x
+            bar.update(len(x))
+
+    with torch.inference_mode():
+        probs = probabilities(model, batches()).astype(np.float64)
     bar.close()
-    return np.concatenate(out)
+    return probs
 
 
 def _input_contract(spec: "ModelSpec") -> tuple[Any, ...]:
@@ -307,24 +298,25 @@ def evaluate_models(reference: nn.Module, candidates: Mapping[str, nn.Module], t
         (top probability), in ``test_set["files"]`` order. Undefined numbers are ``None``.
 
     Raises:
-        ValueError: ``n_bootstrap < 2``, ``batch_size < 1``, an empty test set, a
-            candidate with another input contract, or a name used twice.
+        SettingsError: ``n_bootstrap < 2``, ``batch_size < 1``, a candidate with another
+            input contract, or a name used twice.
+        DataError: an empty test set.
     """
     if n_bootstrap < 2:
-        raise ValueError(f"n_bootstrap must be at least 2 (SEs need two replicates), got {n_bootstrap}")
+        raise SettingsError(f"n_bootstrap must be at least 2 (SEs need two replicates), got {n_bootstrap}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise SettingsError(f"batch_size must be at least 1, got {batch_size}")
     if len(test_set) == 0:
-        raise ValueError("the test set is empty")
+        raise DataError("the test set is empty")
     if reference_name in candidates:
-        raise ValueError(f"candidate name {reference_name!r} is the reference's")
+        raise SettingsError(f"candidate name {reference_name!r} is the reference's")
     contract = _input_contract(test_set.spec or reference.spec)
     models = {reference_name: reference, **candidates}
     for name, model in models.items():
         if _input_contract(model.spec) != contract:
-            raise ValueError(f"{name} expects another input than the test set was read for "
-                             f"({model.spec.input_size} x{model.spec.channels} {model.spec.scaling}/"
-                             f"{model.spec.resize}, classes {model.spec.class_names})")
+            raise SettingsError(f"{name} expects another input than the test set was read for "
+                                f"({model.spec.input_size} x{model.spec.channels} {model.spec.scaling}/"
+                                f"{model.spec.resize}, classes {model.spec.class_names})")
     t0 = time.perf_counter()
     for model in models.values():
         optimize_for_inference(model)

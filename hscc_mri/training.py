@@ -15,14 +15,16 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hscc_core.progress import progress_bar
 
 from . import distributed
 from .batch_augment import BATCH_AUGMENTATIONS, augment_batch
+from .errors import SettingsError
 from .recipes import DEFAULT_EPOCHS, PRECISIONS, TrainRecipe
 from .resolve import save_model, save_model_with_report
+from .splits import folder_splits, phantom_splits
 
 
 @dataclass(frozen=True)
@@ -42,11 +44,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"epochs, batch_size and lr must be positive: {self}")
+            raise SettingsError(f"epochs, batch_size and lr must be positive: {self}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise SettingsError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.batch_augment not in BATCH_AUGMENTATIONS:
-            raise ValueError(f"batch_augment must be one of {BATCH_AUGMENTATIONS}, got {self.batch_augment!r}")
+            raise SettingsError(f"batch_augment must be one of {BATCH_AUGMENTATIONS}, got {self.batch_augment!r}")
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -84,29 +86,6 @@ def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
     return torch.Generator().manual_seed(seed)
-
-
-def materialize(dataset: Dataset, desc: str = "preparing data", dtype: torch.dtype = torch.float16,
-                num_workers: int = 0) -> TensorDataset:
-    """Compute every item of ``dataset`` once and keep it in memory (``dtype`` to halve RAM).
-
-    Phantoms are expensive to draw and already randomised in pose, contrast and noise,
-    so generating a fixed set once beats regenerating it every epoch; decoding real scans
-    once lets training spend the cores on the model (augmentation then works on batches,
-    :mod:`hscc_mri.batch_augment`). ``num_workers`` processes read items in parallel.
-    """
-    xs, ys = [], []
-    if num_workers > 0:
-        loader = DataLoader(dataset, batch_size=32, shuffle=False, num_workers=num_workers)
-        for x, y in progress_bar(loader, desc=desc, unit="batch", leave=False):
-            xs.extend(x.to(dtype))
-            ys.extend(int(v) for v in y)
-    else:
-        for i in progress_bar(range(len(dataset)), desc=desc, unit="img", leave=False):
-            x, y = dataset[i]
-            xs.append(x.to(dtype))
-            ys.append(int(y))
-    return TensorDataset(torch.stack(xs), torch.tensor(ys, dtype=torch.int64))
 
 
 def _loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int,
@@ -173,7 +152,7 @@ def _train_loader(train_set: Dataset, config: TrainConfig, gen: torch.Generator)
     if world == 1:
         return _loader(train_set, config.batch_size, True, config.num_workers, gen), None
     if config.batch_size % world:
-        raise ValueError(f"batch size {config.batch_size} is not divisible by the {world} processes")
+        raise SettingsError(f"batch size {config.batch_size} is not divisible by the {world} processes")
     sampler = DistributedSampler(train_set, num_replicas=world, rank=distributed.rank(), shuffle=True,
                                  seed=config.seed)
     return DataLoader(train_set, batch_size=config.batch_size // world, sampler=sampler,
@@ -280,8 +259,6 @@ def recipe_splits(recipe: TrainRecipe, spec) -> tuple[Dataset, Dataset, Dataset]
     Raises:
         NotADirectoryError: ``recipe.data`` is neither ``"phantoms"`` nor a folder.
     """
-    from .splits import folder_splits, phantom_splits
-
     if recipe.data == "phantoms":
         return phantom_splits(spec, recipe.n_train, recipe.n_val, recipe.n_test, recipe.seed)
     return folder_splits(spec, recipe.data, recipe.val_fraction, recipe.seed, in_memory=recipe.in_memory,

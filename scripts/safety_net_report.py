@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hscc_mri.batch_predict import Fallback, predict_files  # noqa: E402
-from hscc_mri.inference import probabilities  # noqa: E402
+from hscc_mri.inference import input_batches, probabilities  # noqa: E402
 from hscc_mri.release import REFERENCE, load_release, load_released, release_choice  # noqa: E402
 from hscc_mri.runtimes import Choice, cpu_summary  # noqa: E402
 from hscc_mri.safety_net import safety_net_for  # noqa: E402
@@ -78,9 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.data)
     files = [str(root / f) for f in data.files]
     ref_fp32 = load_released(release, REFERENCE, Choice("torch", "fp32", "")).source
-    batches = (data.inputs[i:i + 16].float().contiguous(memory_format=torch.channels_last)
-               for i in range(0, len(data), 16))
-    ref_probs = probabilities(ref_fp32, batches)
+    ref_probs = probabilities(ref_fp32, input_batches(data.inputs, 16))
     ref_labels, truth = ref_probs.argmax(1), data.labels.numpy()
     names = list(reference.source.spec.class_names)
     fallback = Fallback(reference.model, rule)

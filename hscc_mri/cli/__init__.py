@@ -15,6 +15,9 @@ import os
 import sys
 from typing import Sequence
 
+from hscc_core import HSCCError
+
+from ..errors import ProductError
 from . import bench, compress, distill, evaluate, export, predict, release, report, train
 from ._common import CliError
 
@@ -53,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except CliError as e:
+    except (CliError, HSCCError, ProductError) as e:  # typed errors a command did not word itself
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     from hscc_core import ArtifactError
 
-    from ..release import ReleaseError, make_release
-    from ..safety_net import DEFAULT_TARGET, add_safety_net
+    from ..release import ReleaseError, add_safety_net, make_release
+    from ..safety_net import DEFAULT_TARGET
 
     set_threads(args.threads)
     target = DEFAULT_TARGET if args.safety_net_target is None else args.safety_net_target

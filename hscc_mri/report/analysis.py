@@ -1,4 +1,4 @@
-"""Numbers about numbers: paired bootstrap differences, the Pareto front, the verdicts.
+"""Numbers about numbers: bootstrap SEs, paired differences, the Pareto front, the verdicts.
 
 Every comparison the report states in words is computed here, so that the text can
 only say what the measurements say.
@@ -9,7 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hscc_core import macro_f1
+from hscc_core import bootstrap_indices, paired_difference, replicate_se
+from hscc_core import pareto_front as core_pareto_front
 
 __all__ = ["ORIGINAL_KD", "PAPER_FLOPS_REDUCTION", "bootstrap_se", "pareto_front", "paired_difference", "recommend", "verdict"]
 
@@ -26,40 +27,7 @@ def bootstrap_se(values: Sequence[float], n_boot: int, seed: int) -> float:
     v = np.asarray(values, dtype=np.float64)
     if len(v) < 2:
         return float("nan")
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1)
-    return float(np.std(means, ddof=1))
-
-
-def paired_difference(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, num_classes: int,
-                      n_boot: int, seed: int, focus_class: int | None = None) -> dict[str, dict[str, float]]:
-    """``a - b`` in accuracy, macro-F1 (and F1 of ``focus_class``), with paired bootstrap SEs.
-
-    Both models are judged on the *same* resampled test items in every replicate, so the
-    SE is that of the difference, not of either model alone.
-    """
-    y, a, b = (np.asarray(v, dtype=np.int64) for v in (y_true, pred_a, pred_b))
-
-    def stats(idx: np.ndarray) -> list[float]:
-        ya, pa, pb = y[idx], a[idx], b[idx]
-        out = [float(np.mean(pa == ya) - np.mean(pb == ya)),
-               macro_f1(ya, pa, num_classes) - macro_f1(ya, pb, num_classes)]
-        if focus_class is not None:
-            out.append(_class_f1(ya, pa, focus_class) - _class_f1(ya, pb, focus_class))
-        return out
-
-    point = stats(np.arange(len(y)))
-    rng = np.random.default_rng(seed)
-    boots = np.array([stats(rng.integers(0, len(y), len(y))) for _ in range(n_boot)]) if len(y) > 1 else None
-    names = ["accuracy", "macro_f1"] + (["focus_f1"] if focus_class is not None else [])
-    return {name: {"diff": point[i], "se": float(np.std(boots[:, i], ddof=1)) if boots is not None else float("nan")}
-            for i, name in enumerate(names)}
-
-
-def _class_f1(y: np.ndarray, p: np.ndarray, c: int) -> float:
-    tp = float(np.sum((p == c) & (y == c)))
-    denom = float(np.sum(p == c) + np.sum(y == c))
-    return 2 * tp / denom if denom else 0.0
+    return replicate_se(v[bootstrap_indices(len(v), n_boot, seed)].mean(axis=1))
 
 
 def verdict(diff: float, se: float) -> str:
@@ -75,16 +43,9 @@ def verdict(diff: float, se: float) -> str:
 
 def pareto_front(points: Sequence[dict[str, Any]], cost: str = "gflops", gain: str = "accuracy") -> list[int]:
     """Indices of the points no other point dominates (cost no higher, gain no lower,
-    one of them strictly), ordered by cost."""
-    idx = [i for i, p in enumerate(points) if p.get(cost) is not None and p.get(gain) is not None]
-    front = []
-    for i in idx:
-        ci, gi = points[i][cost], points[i][gain]
-        dominated = any(points[j][cost] <= ci and points[j][gain] >= gi and
-                        (points[j][cost] < ci or points[j][gain] > gi) for j in idx if j != i)
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: (points[i][cost], -points[i][gain]))
+    one of them strictly), ordered by cost (:func:`hscc_core.pareto_front` on the
+    ``(cost, gain)`` values of each point)."""
+    return core_pareto_front([(p.get(cost), p.get(gain)) for p in points])
 
 
 def _complexity(p: dict[str, Any]) -> tuple[int, float]:

@@ -71,8 +71,7 @@ def load_data(spec, args: TrainRecipe, n_calib: int, n_finetune: int) -> DataBun
     A folder: its ``Testing`` split, the train command's stratified validation split, and
     un-augmented images of its training split (a seeded subset).
     """
-    from ..splits import folder_splits, phantom_split_seeds, phantom_splits
-    from ..training import materialize
+    from ..splits import folder_splits, materialize, phantom_split_seeds, phantom_splits
 
     n_train = max(n_calib, n_finetune)
     if args.data == "phantoms":

@@ -75,7 +75,7 @@ class AlexNetLab:
         """The report's configuration of ``method`` (compressor defaults unless overridden).
 
         Raises:
-            ValueError: the compressor refuses the configuration.
+            CompressionError: the compressor refuses the configuration.
         """
         return CompressionConfig(method=method, budget=budget, energy=energy,
                                  exclude=tuple(self.settings.alexnet_exclude), seed=self.settings.seed,

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..errors import DataError
+
 __all__ = ["EVALUATE_COMMAND", "PHANTOM_COMMAND", "load_phantom_report", "load_vgg_evaluation"]
 
 #: The command that writes the VGG16 real-test evaluation the report imports.
@@ -51,14 +53,14 @@ def load_vgg_evaluation(path: str | Path) -> dict[str, Any] | None:
         uncompressed model where the file has one.
 
     Raises:
-        ValueError: the file is not an ``evaluate`` result.
+        DataError: the file is not an ``evaluate`` result.
     """
     path = Path(path)
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
     if "rows" not in data or "class_names" not in data:
-        raise ValueError(f"{path} is not an `hscc-mri evaluate --json` result")
+        raise DataError(f"{path} is not an `hscc-mri evaluate --json` result")
     focus = _FOCUS if _FOCUS in data["class_names"] else None
     base = data["rows"][0]
     rows = []

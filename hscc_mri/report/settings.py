@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..errors import SettingsError
+
 __all__ = ["FULL_TIME_BUDGET", "PARTS", "PHANTOM_REPORT", "VGG_EVALUATION", "ReportSettings", "SweepPoint", "full_settings", "quick_settings",
            "sweep_grid"]
 
@@ -127,11 +129,11 @@ class ReportSettings:
     def __post_init__(self) -> None:
         unknown = [p for p in self.parts if p not in PARTS]
         if unknown:
-            raise ValueError(f"unknown report part(s) {unknown}; choose from {', '.join(PARTS)}")
+            raise SettingsError(f"unknown report part(s) {unknown}; choose from {', '.join(PARTS)}")
         if self.n_boot < 2 or self.bench_runs < 1 or self.threads < 1:
-            raise ValueError(f"need n_boot >= 2, bench_runs >= 1, threads >= 1: {self}")
+            raise SettingsError(f"need n_boot >= 2, bench_runs >= 1, threads >= 1: {self}")
         if not self.budgets or min(self.budgets) <= 1:
-            raise ValueError(f"budgets must be > 1, got {self.budgets}")
+            raise SettingsError(f"budgets must be > 1, got {self.budgets}")
 
     @property
     def top_budget(self) -> float:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ProductError
+
 __all__ = ["PRECISIONS", "RUNTIMES", "CompiledModel", "RuntimeUnavailable", "runtime_label", "source_model"]
 
 #: Runtimes a model can run in.
@@ -25,7 +27,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 _RUNTIME_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
-class RuntimeUnavailable(RuntimeError):
+class RuntimeUnavailable(ProductError, RuntimeError):
     """A runtime or precision this machine cannot run (not installed, or not native here)."""
 
 

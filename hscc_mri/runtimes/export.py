@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hscc_core import MODULE_TYPES, input_shape_of
+from hscc_core import MODULE_TYPES, atomic_write, input_shape_of
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAME", "export_onnx", "exportable", "layer_groups", "max_probability_gap", "node_group",
            "onnx_bytes", "scope_prefix"]
@@ -107,10 +107,8 @@ def onnx_bytes(model: nn.Module, input_shape: Sequence[int] | None = None) -> by
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int] | None = None) -> Path:
     """Write ``model`` as ONNX to ``path`` (atomically); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(onnx_bytes(model, input_shape))
-    os.replace(tmp, path)
+    data = onnx_bytes(model, input_shape)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return path
 
 

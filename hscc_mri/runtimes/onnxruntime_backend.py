@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import SettingsError
 from .base import CompiledModel, RuntimeUnavailable
 from .cpu import cpu_summary, has_vnni
 from .export import INPUT_NAME, layer_groups, never_quantised, node_group, onnx_bytes
@@ -89,7 +90,7 @@ def compile_onnxruntime(model: nn.Module, precision: str, calibration: Sequence[
 
     Raises:
         RuntimeUnavailable: onnxruntime is not installed, or ``bf16`` (no CPU kernels).
-        ValueError: int8 without calibration data.
+        SettingsError: int8 without calibration data.
     """
     try:
         import onnxruntime  # noqa: F401
@@ -107,11 +108,11 @@ def compile_onnxruntime(model: nn.Module, precision: str, calibration: Sequence[
                    "fp32_layers": list(keep_fp32)}
     elif precision == "int8":
         if not calibration:
-            raise ValueError("int8 needs calibration batches")
+            raise SettingsError("int8 needs calibration batches")
         data, details = _quantized_bytes(model, data, [b.float().numpy() for b in calibration], keep_fp32,
                                          reduce_range)
     elif precision != "fp32":
-        raise ValueError(f"precision must be fp32, bf16 or int8, got {precision!r}")
+        raise SettingsError(f"precision must be fp32, bf16 or int8, got {precision!r}")
     session = _session(data, threads)
     output = session.get_outputs()[0].name
 

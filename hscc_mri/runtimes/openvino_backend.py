@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import SettingsError
 from .base import CompiledModel, RuntimeUnavailable
 from .cpu import cpu_summary, has_native_bf16, has_vnni
 from .export import never_quantised, onnx_bytes, scope_prefix
@@ -141,7 +142,7 @@ def compile_openvino(model: nn.Module, precision: str, calibration: Sequence[tor
     if precision == "int8":
         if quantized is None:
             if not calibration:
-                raise ValueError("int8 needs calibration batches")
+                raise SettingsError("int8 needs calibration batches")
             quantized = quantize_openvino(model, calibration, keep_fp32, overflow_fix=overflow_fix)
         graph = quantized
         details.update({"method": "NNCF post-training quantisation", "per_channel": True,
@@ -152,7 +153,7 @@ def compile_openvino(model: nn.Module, precision: str, calibration: Sequence[tor
     elif precision in ("fp32", "bf16"):
         graph = openvino_model(model)
     else:
-        raise ValueError(f"precision must be fp32, bf16 or int8, got {precision!r}")
+        raise SettingsError(f"precision must be fp32, bf16 or int8, got {precision!r}")
     compiled = core.compile_model(graph, "CPU", config)
     request = compiled.create_infer_request()
 

@@ -96,8 +96,10 @@ def _first(batches: Sequence[torch.Tensor], n: int | None) -> list[torch.Tensor]
 
 
 def _probs(model: nn.Module, batches: Sequence[torch.Tensor]) -> np.ndarray:
+    from ..inference import probabilities
+
     with torch.inference_mode():
-        return np.concatenate([torch.softmax(model(b).float(), dim=1).double().numpy() for b in batches])
+        return probabilities(model, batches).astype(np.float64)
 
 
 def _better(a: Mapping[str, float], b: Mapping[str, float]) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..errors import SettingsError
 from .base import PRECISIONS, RUNTIMES, RuntimeUnavailable, runtime_label
 from .cpu import cpu_summary, has_native_bf16
 
@@ -65,12 +66,12 @@ def resolve_choice(runtime: str = "auto", precision: str = "auto", default_preci
 
     Raises:
         RuntimeUnavailable: the runtime is not installed or cannot run the precision here.
-        ValueError: an unknown runtime or precision.
+        SettingsError: an unknown runtime or precision.
     """
     if runtime != "auto" and runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be auto or one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        raise SettingsError(f"runtime must be auto or one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if precision != "auto" and precision not in PRECISIONS:
-        raise ValueError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise SettingsError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
     reasons = []
     if runtime == "auto":
         runtime = "openvino" if _installed("openvino") else "torch"
@@ -121,13 +122,13 @@ def compile_model(model: nn.Module, runtime: str = "torch", precision: str = "fp
 
     Raises:
         RuntimeUnavailable: the runtime or precision cannot run here (message says why).
-        ValueError: an option the runtime does not have.
+        SettingsError: an option the runtime does not have.
     """
     opts = dict(int8_options or {}) if precision == "int8" else {}
     allowed = {"torch": set(), "onnxruntime": {"reduce_range"}, "openvino": {"overflow_fix"}}.get(runtime, set())
     if set(opts) - allowed:
-        raise ValueError(f"{runtime} int8 has no option(s) {sorted(set(opts) - allowed)}; it has: "
-                         f"{', '.join(sorted(allowed)) or 'none'}")
+        raise SettingsError(f"{runtime} int8 has no option(s) {sorted(set(opts) - allowed)}; it has: "
+                            f"{', '.join(sorted(allowed)) or 'none'}")
     if runtime == "torch":
         from .torch_backend import compile_torch
         return compile_torch(model, precision)
@@ -137,4 +138,4 @@ def compile_model(model: nn.Module, runtime: str = "torch", precision: str = "fp
     if runtime == "openvino":
         from .openvino_backend import compile_openvino
         return compile_openvino(model, precision, calibration, keep_fp32, threads, quantized=quantized, **opts)
-    raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    raise SettingsError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")

@@ -14,6 +14,7 @@ from hscc_mri.resolve import load_model, resolve_model, save_model
 from hscc_core.compression import build_lowrank_module, compress, make_plans
 from hscc_core import CompressionConfig
 from hscc_core.factorize import pca_factors
+from hscc_core.modules import grid_bounds
 from hscc_core.stats import RegionMoments
 from models import ModelSpec, build_model
 
@@ -198,6 +199,22 @@ def test_a_pickled_file_is_refused(tmp_path):
             load_model(path)
 
 
+def test_atomic_write_replaces_whole_files_with_a_plain_write_s_permissions(tmp_path):
+    path = tmp_path / "deep" / "out.json"
+    hscc_core.atomic_write(path, lambda tmp: tmp.write_text("one"))
+    plain = tmp_path / "plain.json"
+    plain.write_text("one")
+    assert path.read_text() == "one" and path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+    def crash(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        hscc_core.atomic_write(path, crash)
+    assert path.read_text() == "one" and sorted(p.name for p in path.parent.iterdir()) == ["out.json"]
+
+
 @pytest.mark.parametrize("method", ["hscc", "svd", "tucker"])
 def test_onnx_export_of_a_compressed_model_matches_onnxruntime(method, tmp_path):
     """Every compressed module type (spatial low-rank conv, low-rank conv/linear, Tucker-2)."""
@@ -227,3 +244,24 @@ def test_config_validates_its_values():
         CompressionConfig(budget=0.5)
     with pytest.raises(ValueError, match="HSCC only"):
         CompressionConfig(method="svd", regions=(2, 2))
+
+
+def test_library_errors_are_typed_and_still_value_errors():
+    """Every error the library raises on purpose is an HSCCError of the kind that says where
+    it comes from; the ones for bad arguments are also ValueErrors, as before."""
+    tiny = TinyNet(nn.Conv2d(8, 16, 3, padding=1), (16, 16))
+    bare = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())  # states no input size
+    cases = [
+        (hscc_core.ConfigError, "input size", lambda: hscc_core.count_flops(bare)),
+        (hscc_core.ConfigError, "batch_sizes", lambda: hscc_core.bench_pair(tiny, tiny, batch_sizes=(0,))),
+        (hscc_core.ConfigError, "already registered",
+         lambda: hscc_core.register_module_type("SpatialLowRankConv2d", lambda config: nn.Identity())),
+        (hscc_core.CompressionError, "match no layer", lambda: hscc_core.target_layers(tiny, include=("nothing.*",))),
+        (hscc_core.CompressionError, "cannot cut", lambda: grid_bounds(4, 8)),
+        (hscc_core.DistillationError, "epochs", lambda: hscc_core.FinetuneConfig(epochs=-1)),
+        (hscc_core.DistillationError, "probability", lambda: hscc_core.ViewConfig(flip=2.0)),
+    ]
+    for kind, words, call in cases:
+        with pytest.raises(kind, match=words) as caught:
+            call()
+        assert isinstance(caught.value, hscc_core.HSCCError) and isinstance(caught.value, ValueError)

@@ -12,7 +12,7 @@ import pytest
 from hscc_mri.cache import cache_path, calibration_recipe
 from models import build_model
 from hscc_mri.calibration import (LEGACY_RECIPE, REAL_CALIBRATION_DIR, CalibrationRecipe, balanced_files,
-                                       calibration_set, default_recipe)
+                                       calibration_set, default_recipe, recipe_files)
 from preprocessing.datasets import canonical_class_name
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "brain-mri-mini" / "Testing"
@@ -25,7 +25,7 @@ def _classes(files):
 def test_the_shipped_real_set_is_the_vgg16_default_and_is_balanced():
     recipe = default_recipe("vgg16-brain-mri")
     assert recipe.source == "real"
-    files = recipe.files()
+    files = recipe_files(recipe)
     assert len(files) == recipe.scans and all(REAL_CALIBRATION_DIR in f.parents for f in files)
     assert set(_classes(files).values()) == {recipe.scans // 4}
     manifest = json.loads((REAL_CALIBRATION_DIR / "manifest.json").read_text())
@@ -37,7 +37,7 @@ def test_smaller_sets_are_the_first_draws_of_each_class():
     manifest = json.loads((REAL_CALIBRATION_DIR / "manifest.json").read_text())["files"]
     first = {c: [REAL_CALIBRATION_DIR / f["file"] for f in manifest if f["class"] == c][:2]
              for c in ("glioma", "meningioma", "notumor", "pituitary")}
-    chosen = CalibrationRecipe(source="real", scans=8).files()
+    chosen = recipe_files(CalibrationRecipe(source="real", scans=8))
     assert sorted(chosen) == sorted(p for v in first.values() for p in v)
 
 
@@ -51,9 +51,9 @@ def test_any_folder_with_class_folder_spellings_is_balanced(tmp_path):
         shutil.copytree(FIXTURE / src, tmp_path / "scans" / name)
     shutil.copy(FIXTURE / "meningioma" / sorted(p.name for p in (FIXTURE / "meningioma").iterdir())[0],
                 tmp_path / "scans" / "Glioma_Tumor" / "nested_extra.jpg")
-    files = CalibrationRecipe(source=str(tmp_path / "scans"), scans=6).files()
+    files = recipe_files(CalibrationRecipe(source=str(tmp_path / "scans"), scans=6))
     assert len(files) == 6 and set(_classes(files).values()) == {2}
-    assert len(CalibrationRecipe(source=str(tmp_path / "scans")).files()) == 25  # recursive, all of them
+    assert len(recipe_files(CalibrationRecipe(source=str(tmp_path / "scans")))) == 25  # recursive, all of them
 
 
 def test_balanced_files_without_class_folders_is_a_seeded_draw(tmp_path):
@@ -69,7 +69,7 @@ def test_calibration_set_builds_batches_from_views_and_phantoms(vgg16):
     assert sum(len(b) for b in batches) == 4 * 2 + 3
     assert all(b.shape[1:] == (3, 240, 240) for b in batches)
     with pytest.raises(ValueError, match="folder"):
-        CalibrationRecipe(source="no/such/folder").files()
+        recipe_files(CalibrationRecipe(source="no/such/folder"))
 
 
 def test_cache_key_follows_the_calibration_scans(tmp_path):
