@@ -109,10 +109,7 @@ def _run(args: argparse.Namespace, device) -> int:
     except (DistillationError, HSCCError, ValueError, FileNotFoundError) as e:
         raise CliError(str(e)) from e
     if args.json and rank() == 0:
-        from hscc_core import atomic_write
-
-        text = json.dumps(record, indent=2)
-        atomic_write(args.json, lambda tmp: tmp.write_text(text))
+        _write_record(args.json, record)
     if not record["finished"]:
         print(f"stopped at the time limit after {len(record['history'])} epochs in all; run the same command "
               f"again to continue from {args.checkpoint}" if args.checkpoint else "stopped at the time limit")
@@ -122,7 +119,7 @@ def _run(args: argparse.Namespace, device) -> int:
 def _export_best(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hscc_core import DistillationError, HSCCError
+    from hscc_core import HSCCError
 
     from ..distillation import export_best
 
@@ -133,11 +130,16 @@ def _export_best(args: argparse.Namespace) -> int:
             raise CliError(f"--{name} {getattr(args, name)!r} does not exist")
     try:
         record = export_best(args.artifact, args.checkpoint, args.out)
-    except (DistillationError, HSCCError) as e:
+    except HSCCError as e:  # DistillationError among them
         raise CliError(str(e)) from e
     if args.json:
-        from hscc_core import atomic_write
-
-        text = json.dumps(record, indent=2)
-        atomic_write(args.json, lambda tmp: tmp.write_text(text))
+        _write_record(args.json, record)
     return 0
+
+
+def _write_record(path: str, record: dict) -> None:
+    """Write the run's JSON record to ``path`` atomically (a reader never sees half a file)."""
+    from hscc_core import atomic_write
+
+    text = json.dumps(record, indent=2)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
