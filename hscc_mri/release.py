@@ -438,15 +438,32 @@ def _evaluate(data: Path, models: dict[str, dict[str, Any]], staging: Path, n_bo
 def _default_build_key(model: str, method: str, budget: float, calibration: dict[str, Any] | None,
                        report: Mapping[str, Any]) -> dict[str, Any] | None:
     """The build key of a given artifact when its report shows the recipe's build (the same
-    compression config and calibration recipe, no fine-tuning), else ``None``."""
+    compression config and calibration recipe, neither fine-tuned nor distilled), else ``None``."""
     from .recipes import compression_config
 
     recipe = calibration_recipe(model, calibration)
     config = json.loads(json.dumps(compression_config(method, budget, recipe.seed).to_dict()))
     same_calibration = method != "hscc" or report.get("calibration") == recipe.to_dict()
-    if report.get("config") == config and same_calibration and not report.get("finetune"):
+    if report.get("config") == config and same_calibration and not report.get("finetune") \
+            and not report.get("distillation"):
         return build_key(model, method, budget, calibration)
     return None
+
+
+def _compressed_training_data(models: Mapping[str, Mapping[str, Any]]) -> str | dict[str, Any]:
+    """What the shipped compressed models learned from beyond their calibration set: per
+    distilled model its pool and selection scans (names, counts, SHA-256), else a sentence."""
+    reports = {key: m.get("report", {}) for key, m in models.items() if m.get("kind") == "compressed"}
+    distilled = {key: {"method": r["distillation"].get("distillation"), "teacher": r["distillation"].get("teacher"),
+                       "teacher_runtime": r["distillation"].get("teacher_runtime"),
+                       "pool": r["distillation"].get("pool"), "select": r["distillation"].get("select"),
+                       "best": r["distillation"].get("best")}
+                 for key, r in reports.items() if r.get("distillation")}
+    if distilled:
+        return {"distilled": distilled, "note": "no labels used; see each model's report.distillation"}
+    if any(r.get("finetune") for r in reports.values()):
+        return "see each model's report.finetune"
+    return "none beyond the calibration set (no fine-tuning)"
 
 
 #: Fields of a compression report that differ between two builds of the same bytes.
@@ -544,7 +561,8 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
             "given_file": Path(path).name if budget in artifacts else None, "build": build,
             "weights_sha256": weights_identity(path),
             "report": {k: report.get(k) for k in ("flops_original", "flops_compressed", "params_original",
-                                                  "params_compressed", "config", "calibration", "finetune")},
+                                                  "params_compressed", "config", "calibration", "finetune",
+                                                  "distillation")},
             "_source": load_model(path)}
     if int8:
         import functools
@@ -584,9 +602,7 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
         "calibration": {"recipe": recipe.to_dict(), "files": len(recipe_files(recipe)),
                         "files_sha256": build_key(model, "hscc", budgets[0], calibration)["calibration"]["files"]},
         "training_data": {"reference": "trained by the authors of the pip package (its data is not recorded)",
-                          "compressed": "none beyond the calibration set (no fine-tuning)"
-                          if not any(m.get("report", {}).get("finetune") for m in models.values())
-                          else "see each model's report.finetune"},
+                          "compressed": _compressed_training_data(models)},
         "default": compressed_key(method, default_budget if default_budget is not None else budgets[0]),
         "models": models,
         "test_set": test_set,

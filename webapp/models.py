@@ -89,10 +89,13 @@ def _stderr(message: str) -> None:
 
 
 def _method_name(report: dict[str, Any], fallback: str) -> str:
+    """How the page names a compressed model: ``"HSCC 6x"``, ``"HSCC 6x, distilled"`` when
+    its report records a distillation toward the reference."""
     config = report.get("config") or {}
     method = str(config.get("method", fallback)).upper()
     budget = config.get("budget")
-    return f"{method} {budget:g}x" if isinstance(budget, (int, float)) else method
+    name = f"{method} {budget:g}x" if isinstance(budget, (int, float)) else method
+    return f"{name}, distilled" if report.get("distillation") else name
 
 
 def _fill_counts(report: dict[str, Any], original: nn.Module, compressed: nn.Module) -> dict[str, Any]:

@@ -72,6 +72,32 @@ def test_small_release_rebuilds_its_recorded_bytes_and_matches_its_manifest(smal
     assert not (tmp_path / "unused").exists()  # nothing built
 
 
+def test_a_distilled_model_ships_with_its_training_data_and_no_build_key(small_release, tmp_path):
+    """A distilled artifact is not the recipe's build (no build key: a rebuild cannot make
+    it), its distillation record travels in the manifest, and the page calls it distilled."""
+    from hscc_core import MatchingConfig
+    from hscc_mri.distillation import distil_artifact
+    from webapp.models import _method_name
+
+    folder, manifest = small_release
+    built = folder / manifest["models"]["hscc-1.5x"]["file"]
+    distilled = tmp_path / "distilled.safetensors"
+    config = MatchingConfig(epochs=1, steps_per_epoch=2, batch_size=4, lr=1e-3, warmup_steps=0, precision="float32")
+    distil_artifact(built, MINI_TESTING, MINI_TESTING, distilled, config, teacher_runtime="pytorch", progress=False,
+                    log=lambda _m: None)
+    given = make_release(tmp_path / "given", None, model=TINY, budgets=(1.5,), calibration=CALIBRATION, int8=False,
+                         artifacts={1.5: distilled}, cache_dir=tmp_path / "unused", progress=False,
+                         log=lambda _m: None)
+    entry = given["models"]["hscc-1.5x"]
+    assert entry["build_key"] is None and entry["report"]["distillation"]["pool"]["n"] > 0
+    learned = given["training_data"]["compressed"]["distilled"]["hscc-1.5x"]
+    assert learned["pool"]["sha256"] == entry["report"]["distillation"]["pool"]["sha256"]
+    assert learned["teacher"] == TINY and "no labels" in given["training_data"]["compressed"]["note"]
+    assert manifest["training_data"]["compressed"].startswith("none beyond the calibration set")
+    assert _method_name(entry["report"], "hscc") == "HSCC 1.5x, distilled"
+    assert _method_name(manifest["models"]["hscc-1.5x"]["report"], "hscc") == "HSCC 1.5x"
+
+
 def test_a_changed_release_file_is_refused_with_a_clear_message(small_release, tmp_path):
     folder, manifest = small_release
     tampered = tmp_path / "release"
