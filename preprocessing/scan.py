@@ -77,8 +77,9 @@ class Scan:
             names, IDs, dates, institutions or UIDs.
         name: Base name of the file, used in messages.
         notes: Plain-language remarks about how the scan was put together, for the
-            user (e.g. which files of a DICOM series were left out and why); empty for
-            a single file.
+            user (e.g. which files of a DICOM series were left out and why, or that
+            its pixels are in a coding whose damage cannot be detected); usually
+            empty for a single file.
     """
 
     data: np.ndarray

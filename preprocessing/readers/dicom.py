@@ -63,7 +63,7 @@ from pydicom.uid import (
 from ..errors import ScanError, quote_name
 from ..guard import PASS_THROUGH, reading
 from ..scan import MAX_VOXELS, Scan, check_dimensions, rgb_to_grey
-from .frames import frame_problem
+from .frames import frame_problem, unchecked_coding
 
 __all__ = ["MAX_ELEMENT_BYTES", "MAX_FILE_BYTES", "DicomReader", "dataset_to_scan", "mapped_file",
            "headerless_dicom_bytes", "looks_like_headerless_dicom", "parse_dicom", "read_dicom",
@@ -381,6 +381,13 @@ def _read(ds: Dataset, name: str) -> Scan:
             data = (data.max() + data.min()) - data
             tags["inverted"] = "MONOCHROME1"
 
+    coding = unchecked_coding(str(tsyntax))
+    # Said, not refused: an intact JPEG 2000 / JPEG-LS frame is indistinguishable from one
+    # with changed bytes inside its coded data (docs/reliability.md), so the reader can only
+    # tell the user what was and was not verified.
+    notes = (f"Its pixels are stored as {coding}, which carries no checksum: the file's structure was "
+             "checked, but changed bytes inside the coded image cannot be detected. If the image looks "
+             "wrong, export it again uncompressed.",) if coding else ()
     return Scan(
         data=np.asarray(data, dtype=np.float32),
         spacing=_spacing(ds, frames),
@@ -388,6 +395,7 @@ def _read(ds: Dataset, name: str) -> Scan:
         source_format="dicom",
         tags=tags,
         name=name,
+        notes=notes,
     )
 
 

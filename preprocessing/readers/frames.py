@@ -33,7 +33,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-__all__ = ["frame_problem", "JPEG_LS_SYNTAXES", "JPEG_SYNTAXES", "J2K_SYNTAXES", "RLE_SYNTAX"]
+__all__ = ["frame_problem", "unchecked_coding", "JPEG_LS_SYNTAXES", "JPEG_SYNTAXES", "J2K_SYNTAXES", "RLE_SYNTAX"]
 
 JPEG_SYNTAXES = frozenset({
     "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
@@ -47,6 +47,17 @@ J2K_SYNTAXES = frozenset({
 })
 RLE_SYNTAX = "1.2.840.10008.1.2.5"
 _JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+
+
+def unchecked_coding(tsyntax: str) -> str | None:
+    """The name of the coding when a transfer syntax's coded data cannot be checked for
+    damage (JPEG 2000, JPEG-LS: no checksum, no structure to verify short of decoding;
+    only their framing is checked here), else ``None``."""
+    if tsyntax in J2K_SYNTAXES:
+        return "JPEG 2000"
+    if tsyntax in JPEG_LS_SYNTAXES:
+        return "JPEG-LS"
+    return None
 
 
 def _trim(frame: bytes) -> bytes:

@@ -475,8 +475,9 @@ def _read_series(source: Path | Sequence[Path], series: int | str | None, stack:
     dy, dx = scans[0].spacing
     dz = step if step and step > 0 else _fallback_dz(first)
     tags = dict(scans[0].tags)
+    slice_notes = tuple(dict.fromkeys(n for sc in scans for n in sc.notes))  # e.g. the coding caveat, once
     scan = Scan(data=volume, spacing=(dz, dy, dx), orientation="LPS/patient", source_format="dicom",
-                tags=tags, name=name)
+                tags=tags, name=name, notes=slice_notes)
     return _with_series(scan, chosen, notes, name)
 
 
@@ -515,6 +516,6 @@ def _decode(s: _Slice) -> Scan:
 def _with_series(scan: Scan, chosen: SeriesInfo, notes: list[str], name: str) -> Scan:
     scan.tags["SeriesDescription"] = chosen.description
     scan.tags["series_slices"] = str(len(chosen.slices))
-    scan.notes = tuple(notes)
+    scan.notes = (*notes, *scan.notes)  # what the series left out, then what its slices say
     scan.name = name
     return scan

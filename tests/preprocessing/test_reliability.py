@@ -94,6 +94,13 @@ def test_every_damaged_compressed_frame_is_refused_and_every_intact_one_read(cor
             tolerance = 2 if case.codec == "jpeg-baseline" else 0  # IDCTs differ by rounding
             assert np.abs(raw.astype(int) - pixels[case.codec].astype(int)).max() <= tolerance, case
             assert scan.data.shape == raw.shape
+            # what could not be verified is said: the caveat for codings without a checksum only
+            unchecked = {"jpeg2000": "JPEG 2000", "jpeg-ls": "JPEG-LS"}.get(case.codec)
+            caveat = [n for n in scan.notes if "carries no checksum" in n]
+            assert caveat == ([f"Its pixels are stored as {unchecked}, which carries no checksum: the file's "
+                               "structure was checked, but changed bytes inside the coded image cannot be "
+                               "detected. If the image looks wrong, export it again uncompressed."]
+                              if unchecked else []), case
         elif case.damage not in DAMAGE:  # measured (scripts/make_damaged_frames.py), not promised
             with contextlib.suppress(ScanError):
                 load_scan(case.path)  # a ScanError or a scan, never anything else
@@ -119,6 +126,18 @@ def test_a_corrupt_baseline_jpeg_that_decoders_pass_silently_is_refused(tmp_path
     path = write_frame(tmp_path / "corrupt.dcm", frame, bytes(data))
     with pytest.raises(ScanError, match="compressed data of a JPEG frame is corrupt"):
         load_scan(path)
+
+
+def test_a_jpeg2000_scan_says_its_coded_data_could_not_be_checked_in_the_result_line(corpus):
+    """The caveat reaches what the user reads: ``predict``'s JSON line carries it in ``notes``."""
+    from hscc_mri.inference import read_scan_input
+    from models.alexnet import ALEXNET_SPEC
+
+    cases, _frames = corpus
+    intact = {c.codec: c.path for c in cases if c.damage == "intact"}
+    j2k, jpeg = read_scan_input(intact["jpeg2000"], ALEXNET_SPEC), read_scan_input(intact["jpeg-baseline"], ALEXNET_SPEC)
+    assert j2k.error is None and any("JPEG 2000, which carries no checksum" in n for n in j2k.about["notes"])
+    assert jpeg.error is None and "notes" not in jpeg.about  # its coded data was checked
 
 
 # ------------------------------------ defect 7: several uploads are not one series
