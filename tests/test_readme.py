@@ -106,6 +106,10 @@ def fresh_clone_block() -> str:
             f"({page['auto_runtime']}; {page['seconds_int8']:g} s in int8), nothing built or quantised; "
             f"`.ci/run` took {ci['seconds'] / 60:.1f} min with the install ({ci['passed']} tests passed, "
             f"{ci['failed']} failed; {ci['load']}).")
+    landing = m.get("ci_landing")
+    if landing:
+        text += (f" On landing ({landing['date']}, commit {landing['commit']}) the project's CI ran `.ci/run` on a "
+                 f"clean checkout in {landing['seconds'] / 60:.1f} min ({landing['result']}).")
     return _wrap(text)
 
 
