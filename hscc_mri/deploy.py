@@ -7,8 +7,9 @@ for a registry model (the dense reference) in the cache folder as
 ``<model>-<identity>.int8-<runtime>.json``. Plans measured for the default models ship in
 :data:`SHIPPED_PLANS` (keyed by the weights' identity, which a fresh clone's deterministic
 build and the pip package's weights reproduce), so a fresh clone need not measure them.
-The quantised graph itself is kept too (OpenVINO IR / ONNX, keyed by the plan and the
-quantiser's versions), so only the first int8 start pays for the quantisation.
+The quantised graph itself is kept too (in the runtime backend's format, OpenVINO IR or
+ONNX, keyed by the plan and the quantiser's versions), so only the first int8 start pays
+for the quantisation.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from hscc_core import atomic_write
 
 from .errors import SettingsError
 from .recipes import default_recipe
-from .runtimes import Choice, available, compile_model, resolve_choice
+from .runtimes import Choice, available, backend, compile_model, has_vnni, resolve_choice
 from .runtimes.quantize import Int8Plan, plan_int8
 
 __all__ = ["DEFAULT_PRECISION", "INT8_TARGET", "SHIPPED_PLANS", "choose_runtime", "default_calibration_batches",
@@ -93,40 +94,14 @@ def module_identity(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def int8_candidates(runtime: str) -> list[dict[str, Any]]:
-    """The quantiser settings an int8 plan chooses among for ``runtime`` on this CPU.
-
-    OpenVINO on a CPU without VNNI: NNCF's overflow fix on the first layer only (its
-    default; 8-bit weights elsewhere) and on every layer (7-bit weights that cannot
-    saturate the u8 x s8 products). Measured on the validation split
-    (scripts/int8_options.py), every layer collapses the dense VGG16 (0.37 agreement with
-    fp32 against 0.88) but lets the compressed one keep all but one layer in int8, so the
-    choice is the model's, made by its plan. Elsewhere the runtime's defaults (with VNNI
-    the overflow fix does nothing; ORT's 7-bit ``reduce_range`` lost on both models).
-    """
-    from .runtimes import has_vnni
-
-    if runtime == "openvino" and not has_vnni():
-        from .runtimes import openvino_backend
-
-        first = openvino_backend.OVERFLOW_FIX
-        return [{"overflow_fix": first}] + ([{"overflow_fix": "enable"}] if first != "enable" else [])
-    if runtime == "onnxruntime":
-        from .runtimes import onnxruntime_backend
-
-        return [{"reduce_range": onnxruntime_backend.REDUCE_RANGE}]
-    return [{}]
-
-
 def _plan_key(identity: str, model_name: str, runtime: str, target: float) -> dict[str, Any]:
     # The plan is a list of layer names and settings for exactly these weights: keyed on
     # them, the runtime, the target, the calibration recipe, the candidate settings and
     # VNNI (bump _PLAN_FORMAT when the procedure changes).
-    from .runtimes import has_vnni
-
     recipe = default_recipe(model_name)
     return {"format": _PLAN_FORMAT, "weights_sha256": identity, "runtime": runtime, "target": target,
-            "calibration": recipe.to_dict(), "int8": {"vnni": has_vnni(), "candidates": int8_candidates(runtime)}}
+            "calibration": recipe.to_dict(),
+            "int8": {"vnni": has_vnni(), "candidates": backend(runtime).int8_candidates()}}
 
 
 def _base_name(artifact: Path) -> str:
@@ -278,12 +253,13 @@ def _version(package: str) -> str | None:
 
 def _quantized_path(plan: dict[str, Any], runtime: str, sidecar: Path) -> Path:
     """Where the graph quantised by ``plan`` is kept: beside the plan, named by a hash of
-    the plan's key, its choices and the quantiser's versions (any change: a new file)."""
+    the plan's key, its choices and the quantiser's versions (any change: a new file),
+    with the runtime backend's suffix."""
     what = {"key": plan["key"], "keep_fp32": plan["keep_fp32"], "options": plan.get("options", {}),
             "versions": {p: _version(p) for p in ("openvino", "nncf", "onnxruntime", "onnx", "torch")}}
     digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
     stem = sidecar.name[: -len(".json")]
-    return sidecar.with_name(f"{stem}-{digest}.{'xml' if runtime == 'openvino' else 'onnx'}")
+    return sidecar.with_name(f"{stem}-{digest}.{backend(runtime).graph_suffix}")
 
 
 def _load_quantized(path: Path, runtime: str):
@@ -291,23 +267,14 @@ def _load_quantized(path: Path, runtime: str):
     if not path.is_file():
         return None
     try:
-        if runtime == "openvino":
-            from .runtimes.openvino_backend import read_ir
-
-            return read_ir(path)
-        return path.read_bytes()
+        return backend(runtime).read_graph(path)
     except Exception:  # noqa: BLE001 - a damaged cache file is re-made, never fatal
         return None
 
 
 def _save_quantized(compiled: nn.Module, path: Path, runtime: str, log: Callable[[str], None]) -> None:
     try:
-        if runtime == "openvino":
-            from .runtimes.openvino_backend import save_ir
-
-            save_ir(compiled.openvino_graph, path)
-        else:
-            atomic_write(path, lambda tmp: tmp.write_bytes(compiled.onnx_graph))
+        backend(runtime).write_graph(compiled, path)
     except OSError as e:  # a read-only cache only costs the next start the quantisation
         log(f"could not keep the quantised graph at {path}: {e}")
 

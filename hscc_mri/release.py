@@ -49,8 +49,8 @@ from .cache import BUILD_ALGORITHM_VERSION, build_key, cache_path, calibration_r
 from .errors import ProductError
 from .recipes import DEFAULT_METHOD, DEFAULT_MODEL
 from .resolve import load_model, resolve_model
-from .runtimes import (Choice, RuntimeUnavailable, available, compile_model, cpu_flags, cpu_summary, has_vnni,
-                       resolve_choice)
+from .runtimes import (Choice, Runtime, RuntimeUnavailable, available, backend, compile_model, cpu_flags,
+                       cpu_summary, has_vnni, resolve_choice)
 from .safety_net import DEFAULT_TARGET, SafetyNet, measure_safety_net
 
 __all__ = ["FORMAT_VERSION", "INT8_RUNTIME", "MANIFEST", "RELEASE_DIR", "REFERENCE", "Release", "ReleaseError",
@@ -65,7 +65,7 @@ MANIFEST = "manifest.json"
 #: Version of the manifest's layout.
 FORMAT_VERSION = 1
 #: The runtime whose int8 graphs a release ships (the fastest measured on CPUs).
-INT8_RUNTIME = "openvino"
+INT8_RUNTIME = Runtime.OPENVINO
 #: The manifest key of the uncompressed reference model.
 REFERENCE = "reference"
 #: CPU flags the manifest records (what decides which runtime and precision pay).
@@ -265,12 +265,11 @@ def load_released(release: Release, key: str, choice: Choice) -> ReleasedModel:
         int8 = entry.get("int8")
         if not int8 or choice.runtime != INT8_RUNTIME:
             raise RuntimeUnavailable(f"{key}: the release has no {choice.label} graph")
-        from .runtimes.openvino_backend import read_ir
-
         xml = release.verify(int8["graph"])
         release.verify(int8["weights"])
         compiled = compile_model(source, choice.runtime, "int8", keep_fp32=int8["keep_fp32"],
-                                 int8_options=dict(int8["options"]), quantized=read_ir(xml))
+                                 int8_options=dict(int8["options"]),
+                                 quantized=backend(INT8_RUNTIME).read_graph(xml))
         compiled.details["plan"] = {k: int8.get(k) for k in ("keep_fp32", "options", "agreement", "measured_on")}
         compiled.details["quantized_graph"] = {"file": int8["graph"], "reused": True}
     else:
@@ -353,8 +352,6 @@ def _quantise(key: str, stem: str, model: nn.Module, identity: str, artifact: Pa
     ``int8`` block, or ``None`` when there is no plan for it. A plan measured for exactly
     these weights is taken first; else ``given`` (``--plan``: e.g. the plan of the same
     recipe's build on another CPU, whose weights differ in rounding), recorded as such."""
-    from .runtimes.openvino_backend import save_ir
-
     plan = _shipped_plan(identity, model, artifact, cache_dir) or given
     if plan is None:
         log(f"{key}: no int8 plan measured for these weights; it ships in float only")
@@ -369,7 +366,7 @@ def _quantise(key: str, stem: str, model: nn.Module, identity: str, artifact: Pa
     compiled = compile_model(model, INT8_RUNTIME, "int8", calibration=calibration(), keep_fp32=plan["keep_fp32"],
                              int8_options=dict(plan.get("options", {})))
     graph = f"{stem}.int8-{INT8_RUNTIME}.xml"
-    save_ir(compiled.openvino_graph, staging / graph)
+    backend(INT8_RUNTIME).write_graph(compiled, staging / graph)
     (staging / f"{stem}.int8-{INT8_RUNTIME}.json").write_text(json.dumps(plan, indent=1))
     return {"runtime": INT8_RUNTIME, "graph": graph, "weights": f"{stem}.int8-{INT8_RUNTIME}.bin",
             "plan": f"{stem}.int8-{INT8_RUNTIME}.json", "keep_fp32": list(plan["keep_fp32"]),
@@ -394,7 +391,6 @@ def _evaluate(data: Path, models: dict[str, dict[str, Any]], staging: Path, n_bo
     """Evaluate every model (PyTorch fp32, and each int8 graph in its runtime) on ``data``;
     writes each compressed model's evaluation sidecar into ``staging`` and fills in each
     entry's ``fidelity``. Returns the manifest's ``test_set`` block."""
-    from .runtimes.openvino_backend import read_ir
     from .testset import add_same_runtime_agreement, evaluate_models, load_test_set, write_evaluation
 
     ref = models[REFERENCE]
@@ -408,7 +404,7 @@ def _evaluate(data: Path, models: dict[str, dict[str, Any]], staging: Path, n_bo
     for key, entry in models.items():
         if entry.get("int8"):
             row = f"{key} [{INT8_RUNTIME} int8]"
-            graph = read_ir(staging / entry["int8"]["graph"])
+            graph = backend(INT8_RUNTIME).read_graph(staging / entry["int8"]["graph"])
             candidates[row] = compile_model(entry["_source"], INT8_RUNTIME, "int8", keep_fp32=entry["int8"]["keep_fp32"],
                                             int8_options=dict(entry["int8"]["options"]), quantized=graph)
             sources[row] = {"base_row": key, "runtime": INT8_RUNTIME, "precision": "int8"}
