@@ -49,8 +49,8 @@ from .cache import BUILD_ALGORITHM_VERSION, build_key, cache_path, calibration_r
 from .errors import ProductError
 from .recipes import DEFAULT_METHOD, DEFAULT_MODEL
 from .resolve import load_model, resolve_model
-from .runtimes import (Choice, Runtime, RuntimeUnavailable, available, backend, compile_model, cpu_flags,
-                       cpu_summary, has_vnni, resolve_choice)
+from .runtimes import (Choice, CpuKind, KnownPlans, Request, Runtime, RuntimeUnavailable, backend, compile_model,
+                       cpu_flags, cpu_summary, decide, has_vnni)
 from .safety_net import DEFAULT_TARGET, SafetyNet, measure_safety_net
 
 __all__ = ["FORMAT_VERSION", "INT8_RUNTIME", "MANIFEST", "RELEASE_DIR", "REFERENCE", "Release", "ReleaseError",
@@ -83,7 +83,7 @@ def compressed_key(method: str, budget: float) -> str:
 
 
 def _cpu_kind(vnni: bool) -> str:
-    return "x86-64 with VNNI" if vnni else "x86-64 without VNNI (AVX2)"
+    return str(CpuKind(vnni))
 
 
 # ----------------------------------------------------------------------------- loading
@@ -179,40 +179,32 @@ def verify_release(release: Release) -> list[str]:
 
 
 def release_choice(release: Release, keys: Sequence[str], runtime: str = "auto", precision: str = "auto") -> Choice:
-    """The runtime and precision to run the release's models ``keys`` in (all in one).
+    """The runtime and precision to run the release's models ``keys`` in (all in one), as
+    the deployment policy decides it (:func:`hscc_mri.runtimes.decide`) from the
+    manifest's int8 facts.
 
     ``auto``: int8 in :data:`INT8_RUNTIME` when every model ships an int8 graph whose plan
     was measured on this CPU kind (VNNI or not: the int8 kernels and the overflow fix
-    differ); else the best float choice (:func:`hscc_mri.runtimes.resolve_choice`), at once
-    and with the reason; nothing is measured at start. An explicit precision is taken as
-    asked (int8 then runs the shipped graphs whatever CPU kind their plan was measured on).
+    differ); else the best float choice, at once and with the reason; nothing is measured
+    at start. An explicit precision is taken as asked (int8 then runs the shipped graphs
+    whatever CPU kind their plan was measured on).
 
     Raises:
-        RuntimeUnavailable, SettingsError: as :func:`hscc_mri.runtimes.resolve_choice`.
+        RuntimeUnavailable, SettingsError: as :func:`hscc_mri.runtimes.decide`.
     """
-    int8 = [release.models[k].get("int8") for k in keys]
-    if precision != "auto":
-        chosen = resolve_choice(runtime, precision)
-        if chosen.precision == "int8" and (chosen.runtime != INT8_RUNTIME or not all(int8)):
-            raise RuntimeUnavailable(f"the release ships int8 graphs for {INT8_RUNTIME} only, and for "
-                                     f"{', '.join(k for k, i in zip(keys, int8) if i) or 'none'} of {', '.join(keys)}")
-        return chosen
-    concrete = resolve_choice(runtime, "fp32").runtime
-    missing = [k for k, i in zip(keys, int8) if not i]
-    other_kind = [k for k, i in zip(keys, int8) if i and i["measured_on"]["vnni"] != has_vnni()]
-    if concrete == INT8_RUNTIME and (concrete, "int8") in available() and not missing and not other_kind:
-        return Choice(concrete, "int8", "int8: the release's graphs, quantised by plans measured on this CPU kind "
-                                        f"({_cpu_kind(has_vnni())})")
-    chosen = resolve_choice(runtime, "auto")
-    if missing:
-        why = f"not int8: the release has no int8 plan for {', '.join(missing)}"
-    elif other_kind:
-        kinds = sorted({_cpu_kind(release.models[k]['int8']['measured_on']['vnni']) for k in other_kind})
-        why = (f"not int8: the shipped int8 plans were measured on {' and '.join(kinds)}, this CPU is "
-               f"{_cpu_kind(has_vnni())} (no start-up measurement; --precision int8 runs them anyway)")
-    else:
-        why = f"not int8: the release's int8 graphs are for {INT8_RUNTIME}"
-    return Choice(chosen.runtime, chosen.precision, "; ".join(r for r in (chosen.reason, why) if r))
+    return decide(_release_request(release, keys, runtime, precision)).choice
+
+
+def _release_request(release: Release, keys: Sequence[str], runtime: str = "auto",
+                     precision: str = "auto") -> Request:
+    """The policy's request for the release's models ``keys``: each named by its key, with
+    the CPU kind its shipped int8 graph's plan was measured on (none: no int8 graph)."""
+    models = []
+    for key in keys:
+        int8 = release.models[key].get("int8")
+        plans = {INT8_RUNTIME: CpuKind(bool(int8["measured_on"]["vnni"]))} if int8 else {}
+        models.append(KnownPlans(key, plans))
+    return Request(runtime, precision, models, shipped=INT8_RUNTIME)
 
 
 @dataclass
