@@ -117,13 +117,13 @@ class Decision:
         """What to run after ``failed`` (a choice of :attr:`chain`) failed with ``error``:
         the next step, when it accepts that kind of error, with its reason; else ``None``
         (re-raise)."""
-        at = next((i for i, c in enumerate(self.chain) if (c.runtime, c.precision) == (failed.runtime,
-                                                                                       failed.precision)), None)
+        tried = [(c.runtime, c.precision) for c in self.chain]
+        at = tried.index((failed.runtime, failed.precision)) if (failed.runtime, failed.precision) in tried else None
         if at is None or at >= len(self.fallbacks) or not isinstance(error, self.fallbacks[at].on):
             return None
         step = self.fallbacks[at]
-        return Choice(step.choice.runtime, step.choice.precision, step.why.format(kind=type(error).__name__,
-                                                                                  error=error))
+        why = step.why.format(kind=type(error).__name__, error=error)
+        return Choice(step.choice.runtime, step.choice.precision, why)
 
 
 def decide(request: Request) -> Decision:
