@@ -7,18 +7,25 @@ for a registry model (the dense reference) in the cache folder as
 ``<model>-<identity>.int8-<runtime>.json``. Plans measured for the default models ship in
 :data:`SHIPPED_PLANS` (keyed by the weights' identity, which a fresh clone's deterministic
 build and the pip package's weights reproduce), so a fresh clone need not measure them.
-The quantised graph itself is kept too (OpenVINO IR / ONNX, keyed by the plan and the
-quantiser's versions), so only the first int8 start pays for the quantisation.
+The quantised graph itself is kept too (in the runtime backend's format, OpenVINO IR or
+ONNX, keyed by the plan and the quantiser's versions), so only the first int8 start pays
+for the quantisation.
+
+A :class:`Deployable` is one model with where its plans live and its weights' identity,
+computed once: it is what the deployment policy (:func:`hscc_mri.runtimes.decide`) asks
+for the plans at hand, and what :meth:`Deployable.deploy` compiles.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import sys
+from dataclasses import dataclass
 from importlib import metadata as _metadata
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -27,10 +34,10 @@ from hscc_core import atomic_write
 
 from .errors import SettingsError
 from .recipes import default_recipe
-from .runtimes import Choice, available, compile_model, resolve_choice
+from .runtimes import Choice, CpuKind, backend, compile_model, has_vnni
 from .runtimes.quantize import Int8Plan, plan_int8
 
-__all__ = ["DEFAULT_PRECISION", "INT8_TARGET", "SHIPPED_PLANS", "choose_runtime", "default_calibration_batches",
+__all__ = ["DEFAULT_PRECISION", "INT8_TARGET", "SHIPPED_PLANS", "Deployable", "default_calibration_batches",
            "deploy", "find_int8_plan", "int8_plan", "module_identity", "plan_path", "weights_identity"]
 
 #: What ``--precision auto`` and the app run the models in: int8 where every model has a
@@ -38,7 +45,7 @@ __all__ = ["DEFAULT_PRECISION", "INT8_TARGET", "SHIPPED_PLANS", "choose_runtime"
 #: start), so each keeps the layers that quantise badly in float32. With their plans the
 #: dense reference agrees with its fp32 self on 0.995 of the validation scans and the
 #: compressed model keeps its fp32 agreement with the dense one (docs/runtimes.md). Where a plan is missing (e.g. a CPU with VNNI, whose plans are not shipped):
-#: bf16 where native, else fp32 (:func:`choose_runtime`).
+#: bf16 where native, else fp32 (:func:`hscc_mri.runtimes.decide`).
 DEFAULT_PRECISION = "int8"
 #: Top-1 agreement of an int8 model with its float32 self that the int8 plan must reach
 #: on the calibration images (layers that quantise badly stay float32 until it does).
@@ -93,40 +100,14 @@ def module_identity(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def int8_candidates(runtime: str) -> list[dict[str, Any]]:
-    """The quantiser settings an int8 plan chooses among for ``runtime`` on this CPU.
-
-    OpenVINO on a CPU without VNNI: NNCF's overflow fix on the first layer only (its
-    default; 8-bit weights elsewhere) and on every layer (7-bit weights that cannot
-    saturate the u8 x s8 products). Measured on the validation split
-    (scripts/int8_options.py), every layer collapses the dense VGG16 (0.37 agreement with
-    fp32 against 0.88) but lets the compressed one keep all but one layer in int8, so the
-    choice is the model's, made by its plan. Elsewhere the runtime's defaults (with VNNI
-    the overflow fix does nothing; ORT's 7-bit ``reduce_range`` lost on both models).
-    """
-    from .runtimes import has_vnni
-
-    if runtime == "openvino" and not has_vnni():
-        from .runtimes import openvino_backend
-
-        first = openvino_backend.OVERFLOW_FIX
-        return [{"overflow_fix": first}] + ([{"overflow_fix": "enable"}] if first != "enable" else [])
-    if runtime == "onnxruntime":
-        from .runtimes import onnxruntime_backend
-
-        return [{"reduce_range": onnxruntime_backend.REDUCE_RANGE}]
-    return [{}]
-
-
 def _plan_key(identity: str, model_name: str, runtime: str, target: float) -> dict[str, Any]:
     # The plan is a list of layer names and settings for exactly these weights: keyed on
     # them, the runtime, the target, the calibration recipe, the candidate settings and
     # VNNI (bump _PLAN_FORMAT when the procedure changes).
-    from .runtimes import has_vnni
-
     recipe = default_recipe(model_name)
     return {"format": _PLAN_FORMAT, "weights_sha256": identity, "runtime": runtime, "target": target,
-            "calibration": recipe.to_dict(), "int8": {"vnni": has_vnni(), "candidates": int8_candidates(runtime)}}
+            "calibration": recipe.to_dict(),
+            "int8": {"vnni": has_vnni(), "candidates": backend(runtime).int8_candidates()}}
 
 
 def _base_name(artifact: Path) -> str:
@@ -135,17 +116,103 @@ def _base_name(artifact: Path) -> str:
     return str(hscc_core.load_metadata(artifact).get("base", ""))
 
 
-def _identity_and_sidecar(model: nn.Module, runtime: str, artifact: str | os.PathLike | None,
-                          cache_dir: str | os.PathLike) -> tuple[str, str, Path]:
-    """(weights identity, model name for its calibration recipe, where its plan is kept)."""
-    if artifact is not None:
-        artifact = Path(artifact)
-        return weights_identity(artifact), _base_name(artifact), plan_path(artifact, runtime)
-    spec = getattr(model, "spec", None)
-    if spec is None:
-        raise SettingsError("an int8 plan needs the model's artifact or a registry model (with a spec)")
-    identity = module_identity(model)
-    return identity, spec.name, Path(cache_dir) / f"{spec.name}-{identity[:10]}.int8-{runtime}.json"
+@dataclass(eq=False)
+class Deployable:
+    """One model to deploy, with where its int8 plans and quantised graphs are kept; its
+    weights' identity is computed once, on first need (it hashes every tensor: a start
+    hashes each model once, to look up its plans, and :meth:`deploy` reuses it; an
+    explicit float precision never needs it). Looking plans up never measures one.
+
+    It is what :func:`hscc_mri.runtimes.decide` asks for the int8 plans at hand (it has the
+    ``name`` and ``int8_plan_on`` of :class:`hscc_mri.runtimes.policy.ModelPlans`).
+
+    Attributes:
+        model: the PyTorch model (its weights must not change while this object is used).
+        artifact: the file ``model`` was loaded from (plans kept beside it); ``None`` for a
+            registry model (the dense reference), whose plans are kept in ``cache_dir``
+            under its weights' identity.
+        cache_dir: where a registry model's plans and quantised graphs are kept.
+    """
+
+    model: nn.Module
+    artifact: str | os.PathLike | None = None
+    cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR
+
+    @property
+    def name(self) -> str:
+        """How reasons name it: its file name, else its registry name."""
+        if self.artifact is not None:
+            return Path(self.artifact).name
+        spec = getattr(self.model, "spec", None)
+        return getattr(spec, "name", type(self.model).__name__)
+
+    def _registry_name(self) -> str:
+        spec = getattr(self.model, "spec", None)
+        if spec is None:
+            raise SettingsError("an int8 plan needs the model's artifact or a registry model (with a spec)")
+        return spec.name
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """SHA-256 of the weights (:func:`weights_identity` of the artifact, else
+        :func:`module_identity`)."""
+        if self.artifact is not None:
+            return weights_identity(self.artifact)
+        self._registry_name()  # a model without a spec has no plan to key
+        return module_identity(self.model)
+
+    @functools.cached_property
+    def recipe_name(self) -> str:
+        """The registry model whose default calibration recipe its plans are keyed on."""
+        return _base_name(Path(self.artifact)) if self.artifact is not None else self._registry_name()
+
+    def plan_path(self, runtime: str) -> Path:
+        """Where its int8 plan for ``runtime`` is kept."""
+        if self.artifact is not None:
+            return plan_path(self.artifact, runtime)
+        return Path(self.cache_dir) / f"{self._registry_name()}-{self.identity[:10]}.int8-{runtime}.json"
+
+    def find_plan(self, runtime: str) -> dict[str, Any] | None:
+        """Its int8 plan for ``runtime`` on this CPU kind if one is at hand, else ``None``."""
+        key = _plan_key(self.identity, self.recipe_name, runtime, INT8_TARGET)
+        return _saved_plan(key, self.identity, runtime, self.plan_path(runtime))
+
+    def int8_plan_on(self, runtime: str) -> CpuKind | None:
+        """The CPU kind its int8 plan for ``runtime`` at hand was measured on (only plans
+        for this CPU kind are found), else ``None``."""
+        plan = self.find_plan(runtime)
+        return None if plan is None else CpuKind(bool(plan["key"]["int8"]["vnni"]))
+
+    def plan(self, runtime: str, target: float = INT8_TARGET, calibration: list | Callable[[], list] | None = None,
+             progress: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Its int8 plan for ``runtime``, measured once if none is at hand (see :func:`int8_plan`)."""
+        return _plan_at(self.model, runtime, self.identity, self.recipe_name, self.plan_path(runtime), target,
+                        calibration, progress, log)
+
+    def deploy(self, choice: Choice, progress: bool = True, log: Callable[[str], None] | None = None,
+               calibration: list | Callable[[], list] | None = None, plan: bool = True) -> nn.Module:
+        """The model compiled for ``choice`` (see :func:`deploy`)."""
+        log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+        model, runtime = self.model, choice.runtime
+        if choice.precision != "int8":
+            return compile_model(model, runtime, choice.precision)
+        if not plan:
+            return compile_model(model, runtime, "int8", calibration=_calibration(calibration, model))
+        found = self.plan(runtime, INT8_TARGET, calibration, progress, log)
+        kept = _quantized_path(found, runtime, self.plan_path(runtime))
+        quantized = _load_quantized(kept, runtime)
+        options = dict(found.get("options", {}))
+        if quantized is not None:
+            out = compile_model(model, runtime, "int8", keep_fp32=found["keep_fp32"], int8_options=options,
+                                quantized=quantized)
+        else:
+            out = compile_model(model, runtime, "int8", calibration=_calibration(calibration, model),
+                                keep_fp32=found["keep_fp32"], int8_options=options)
+            _save_quantized(out, kept, runtime, log)
+        out.details["plan"] = {k: found.get(k) for k in ("agreement", "mean_kl", "target", "met", "keep_fp32",
+                                                        "options", "check_images")}
+        out.details["quantized_graph"] = {"file": kept.name, "reused": quantized is not None}
+        return out
 
 
 def default_calibration_batches(model: nn.Module) -> list:
@@ -183,8 +250,7 @@ def int8_plan(model: nn.Module, runtime: str, artifact: str | os.PathLike | None
     Returns:
         :meth:`Int8Plan.to_dict` plus ``key`` (what the cache was keyed on).
     """
-    identity, model_name, side = _identity_and_sidecar(model, runtime, artifact, cache_dir)
-    return _plan_at(model, runtime, identity, model_name, side, target, calibration, progress, log)
+    return Deployable(model, artifact, cache_dir).plan(runtime, target, calibration, progress, log)
 
 
 def _saved_plan(key: dict[str, Any], identity: str, runtime: str, side: Path) -> dict[str, Any] | None:
@@ -206,48 +272,7 @@ def find_int8_plan(model: nn.Module, runtime: str, artifact: str | os.PathLike |
     """The int8 plan of ``model`` for ``runtime`` on this CPU kind if one is at hand (kept
     beside its artifact or in ``cache_dir``, or shipped), else ``None``; never measures one.
     Arguments as for :func:`int8_plan`."""
-    identity, model_name, side = _identity_and_sidecar(model, runtime, artifact, cache_dir)
-    return _saved_plan(_plan_key(identity, model_name, runtime, INT8_TARGET), identity, runtime, side)
-
-
-def choose_runtime(runtime: str, precision: str, models: Sequence[tuple[nn.Module, str | os.PathLike | None]],
-                   cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR) -> Choice:
-    """The runtime and precision to run ``models`` in (all in the same one).
-
-    ``precision="auto"`` is :data:`DEFAULT_PRECISION` (int8) when the runtime can run it and
-    every model has a measured int8 plan for this CPU kind at hand (:func:`find_int8_plan`),
-    so a start never spends minutes measuring plans; else what
-    :func:`hscc_mri.runtimes.resolve_choice` picks (bf16 where native, else fp32), with why
-    int8 was not taken in the reason. An explicit precision is taken as asked (int8 then
-    measures a missing plan once).
-
-    Args:
-        runtime, precision: as for :func:`hscc_mri.runtimes.resolve_choice`.
-        models: ``(model, artifact file or None)`` for each model to run.
-        cache_dir: where registry models' plans are kept.
-
-    Raises:
-        RuntimeUnavailable, SettingsError: as :func:`hscc_mri.runtimes.resolve_choice`.
-    """
-    if precision != "auto":
-        return resolve_choice(runtime, precision)
-    concrete = resolve_choice(runtime, "fp32").runtime
-    if (concrete, "int8") not in available():
-        return resolve_choice(runtime, "auto")
-    missing = []
-    for model, artifact in models:
-        if find_int8_plan(model, concrete, artifact, cache_dir) is None:
-            spec = getattr(model, "spec", None)
-            missing.append(Path(artifact).name if artifact is not None else getattr(spec, "name", type(model).__name__))
-    if not missing:
-        chosen = resolve_choice(runtime, "int8")
-        why = "; ".join(r for r in (chosen.reason, "int8: each model with its measured plan (its worst layers in fp32)")
-                        if r)
-        return Choice(chosen.runtime, "int8", why)
-    chosen = resolve_choice(runtime, "auto")
-    return Choice(chosen.runtime, chosen.precision,
-                  f"{chosen.reason}; not int8: no measured int8 plan on this CPU kind for {', '.join(missing)} "
-                  f"(--precision int8 measures it once)")
+    return Deployable(model, artifact, cache_dir).find_plan(runtime)
 
 
 def _plan_at(model: nn.Module, runtime: str, identity: str, model_name: str, side: Path, target: float,
@@ -278,12 +303,13 @@ def _version(package: str) -> str | None:
 
 def _quantized_path(plan: dict[str, Any], runtime: str, sidecar: Path) -> Path:
     """Where the graph quantised by ``plan`` is kept: beside the plan, named by a hash of
-    the plan's key, its choices and the quantiser's versions (any change: a new file)."""
+    the plan's key, its choices and the quantiser's versions (any change: a new file),
+    with the runtime backend's suffix."""
     what = {"key": plan["key"], "keep_fp32": plan["keep_fp32"], "options": plan.get("options", {}),
             "versions": {p: _version(p) for p in ("openvino", "nncf", "onnxruntime", "onnx", "torch")}}
     digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
     stem = sidecar.name[: -len(".json")]
-    return sidecar.with_name(f"{stem}-{digest}.{'xml' if runtime == 'openvino' else 'onnx'}")
+    return sidecar.with_name(f"{stem}-{digest}.{backend(runtime).graph_suffix}")
 
 
 def _load_quantized(path: Path, runtime: str):
@@ -291,23 +317,14 @@ def _load_quantized(path: Path, runtime: str):
     if not path.is_file():
         return None
     try:
-        if runtime == "openvino":
-            from .runtimes.openvino_backend import read_ir
-
-            return read_ir(path)
-        return path.read_bytes()
+        return backend(runtime).read_graph(path)
     except Exception:  # noqa: BLE001 - a damaged cache file is re-made, never fatal
         return None
 
 
 def _save_quantized(compiled: nn.Module, path: Path, runtime: str, log: Callable[[str], None]) -> None:
     try:
-        if runtime == "openvino":
-            from .runtimes.openvino_backend import save_ir
-
-            save_ir(compiled.openvino_graph, path)
-        else:
-            atomic_write(path, lambda tmp: tmp.write_bytes(compiled.onnx_graph))
+        backend(runtime).write_graph(compiled, path)
     except OSError as e:  # a read-only cache only costs the next start the quantisation
         log(f"could not keep the quantised graph at {path}: {e}")
 
@@ -331,7 +348,7 @@ def deploy(model: nn.Module, choice: Choice, artifact: str | os.PathLike | None 
 
     Args:
         model: the PyTorch model (dense or compressed).
-        choice: a concrete runtime and precision (:func:`hscc_mri.runtimes.resolve_choice`).
+        choice: a concrete runtime and precision (:func:`hscc_mri.runtimes.decide`).
         artifact: the file ``model`` was loaded from (``None``: a registry model).
         calibration: the model's default calibration set when the caller has it already, or
             a function returning it (called only if something must be quantised, so one
@@ -339,25 +356,4 @@ def deploy(model: nn.Module, choice: Choice, artifact: str | os.PathLike | None 
             that set's recipe.
         cache_dir: where a registry model's plan and quantised graph are kept.
     """
-    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    if choice.precision != "int8":
-        return compile_model(model, choice.runtime, choice.precision)
-    if not plan:
-        return compile_model(model, choice.runtime, "int8", calibration=_calibration(calibration, model))
-    identity, model_name, sidecar = _identity_and_sidecar(model, choice.runtime, artifact, cache_dir)
-    found = _plan_at(model, choice.runtime, identity, model_name, sidecar, INT8_TARGET, calibration, progress, log)
-    kept = _quantized_path(found, choice.runtime, sidecar)
-    quantized = _load_quantized(kept, choice.runtime)
-    options = dict(found.get("options", {}))
-    if quantized is not None:
-        out = compile_model(model, choice.runtime, "int8", keep_fp32=found["keep_fp32"], int8_options=options,
-                            quantized=quantized)
-    else:
-        out = compile_model(model, choice.runtime, "int8", calibration=_calibration(calibration, model),
-                            keep_fp32=found["keep_fp32"],
-                            int8_options=options)
-        _save_quantized(out, kept, choice.runtime, log)
-    out.details["plan"] = {k: found.get(k) for k in ("agreement", "mean_kl", "target", "met", "keep_fp32", "options",
-                                                    "check_images")}
-    out.details["quantized_graph"] = {"file": kept.name, "reused": quantized is not None}
-    return out
+    return Deployable(model, artifact, cache_dir).deploy(choice, progress, log, calibration, plan)

@@ -20,8 +20,8 @@ from hscc_core import CompressionConfig, FinetuneConfig, Method
 from .errors import SettingsError
 
 __all__ = ["CalibrationRecipe", "DEFAULT_BUDGET", "DEFAULT_METHOD", "DEFAULT_MODEL", "DEFAULT_RECIPES",
-           "LEGACY_RECIPE", "REAL_CALIBRATION_DIR", "SAMPLES_DIR", "TRAIN_AUGMENTATIONS", "TrainRecipe", "compression_config",
-           "default_recipe", "finetune_config", "DEFAULT_EPOCHS"]
+           "LEGACY_RECIPE", "REAL_CALIBRATION_DIR", "SAMPLES_DIR", "TRAIN_AUGMENTATIONS", "TRAIN_PRECISIONS",
+           "TrainRecipe", "compression_config", "default_recipe", "finetune_config", "DEFAULT_EPOCHS"]
 
 _ROOT = Path(__file__).resolve().parents[1]
 #: The six real sample JPEGs shipped with the repository.
@@ -101,10 +101,11 @@ def finetune_config(epochs: int = 0, lr: float = 1e-4, seed: int = 0) -> Finetun
     return FinetuneConfig(epochs=epochs, lr=lr, seed=seed)
 
 
-#: Training arithmetic: ``auto`` is bfloat16 autocast where the CPU has native bfloat16
-#: (AVX512-BF16 / AMX; measured 0.60 -> 0.43 s per AlexNet batch of 64 on 2 cores), else
-#: float32. Weights, optimizer state, BatchNorm and the loss stay float32 either way.
-PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
+#: Training arithmetic (not inference's, :data:`hscc_mri.runtimes.PRECISIONS`): ``auto`` is
+#: bfloat16 autocast where the CPU has native bfloat16 (AVX512-BF16 / AMX; measured 0.60 ->
+#: 0.43 s per AlexNet batch of 64 on 2 cores), else float32. Weights, optimizer state,
+#: BatchNorm and the loss stay float32 either way.
+TRAIN_PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
 
 #: Training epochs by data. Phantoms: 14 (the phantom report's checkpoint). A folder of real
 #: scans: 9, so that the 5,137 training scans of the public data set train in under 20 min
@@ -131,7 +132,7 @@ class TrainRecipe:
         val_fraction: validation share of a folder's ``Training`` split (stratified).
         num_workers: data-loader processes (``None``: 0 for phantoms, 2 for folders).
         device: ``cpu`` or ``cuda``.
-        precision: one of :data:`PRECISIONS`.
+        precision: one of :data:`TRAIN_PRECISIONS`.
         threads: torch CPU threads (``None``: all cores).
         augment: one of :data:`TRAIN_AUGMENTATIONS`: ``"auto"`` is ``"shift"`` for
             phantoms and ``"affine"`` for a folder; ``"shift"``/``"affine"``/``"none"`` read
@@ -162,8 +163,8 @@ class TrainRecipe:
             object.__setattr__(self, "epochs", DEFAULT_EPOCHS["phantoms" if self.data == "phantoms" else "folder"])
         if self.augment not in TRAIN_AUGMENTATIONS:
             raise SettingsError(f"augment must be one of {TRAIN_AUGMENTATIONS}, got {self.augment!r}")
-        if self.precision not in PRECISIONS:
-            raise SettingsError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise SettingsError(f"precision must be one of {TRAIN_PRECISIONS}, got {self.precision!r}")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise SettingsError(f"epochs, batch_size and lr must be positive, got {self.epochs}, "
                                 f"{self.batch_size}, {self.lr}")

@@ -49,8 +49,8 @@ from .cache import BUILD_ALGORITHM_VERSION, build_key, cache_path, calibration_r
 from .errors import ProductError
 from .recipes import DEFAULT_METHOD, DEFAULT_MODEL
 from .resolve import load_model, resolve_model
-from .runtimes import (Choice, RuntimeUnavailable, available, compile_model, cpu_flags, cpu_summary, has_vnni,
-                       resolve_choice)
+from .runtimes import (Choice, CpuKind, KnownPlans, Request, Runtime, RuntimeUnavailable, backend, compile_model,
+                       cpu_flags, cpu_summary, decide, has_vnni)
 from .safety_net import DEFAULT_TARGET, SafetyNet, measure_safety_net
 
 __all__ = ["FORMAT_VERSION", "INT8_RUNTIME", "MANIFEST", "RELEASE_DIR", "REFERENCE", "Release", "ReleaseError",
@@ -65,7 +65,7 @@ MANIFEST = "manifest.json"
 #: Version of the manifest's layout.
 FORMAT_VERSION = 1
 #: The runtime whose int8 graphs a release ships (the fastest measured on CPUs).
-INT8_RUNTIME = "openvino"
+INT8_RUNTIME = Runtime.OPENVINO
 #: The manifest key of the uncompressed reference model.
 REFERENCE = "reference"
 #: CPU flags the manifest records (what decides which runtime and precision pay).
@@ -83,7 +83,7 @@ def compressed_key(method: str, budget: float) -> str:
 
 
 def _cpu_kind(vnni: bool) -> str:
-    return "x86-64 with VNNI" if vnni else "x86-64 without VNNI (AVX2)"
+    return str(CpuKind(vnni))
 
 
 # ----------------------------------------------------------------------------- loading
@@ -179,40 +179,32 @@ def verify_release(release: Release) -> list[str]:
 
 
 def release_choice(release: Release, keys: Sequence[str], runtime: str = "auto", precision: str = "auto") -> Choice:
-    """The runtime and precision to run the release's models ``keys`` in (all in one).
+    """The runtime and precision to run the release's models ``keys`` in (all in one), as
+    the deployment policy decides it (:func:`hscc_mri.runtimes.decide`) from the
+    manifest's int8 facts.
 
     ``auto``: int8 in :data:`INT8_RUNTIME` when every model ships an int8 graph whose plan
     was measured on this CPU kind (VNNI or not: the int8 kernels and the overflow fix
-    differ); else the best float choice (:func:`hscc_mri.runtimes.resolve_choice`), at once
-    and with the reason; nothing is measured at start. An explicit precision is taken as
-    asked (int8 then runs the shipped graphs whatever CPU kind their plan was measured on).
+    differ); else the best float choice, at once and with the reason; nothing is measured
+    at start. An explicit precision is taken as asked (int8 then runs the shipped graphs
+    whatever CPU kind their plan was measured on).
 
     Raises:
-        RuntimeUnavailable, SettingsError: as :func:`hscc_mri.runtimes.resolve_choice`.
+        RuntimeUnavailable, SettingsError: as :func:`hscc_mri.runtimes.decide`.
     """
-    int8 = [release.models[k].get("int8") for k in keys]
-    if precision != "auto":
-        chosen = resolve_choice(runtime, precision)
-        if chosen.precision == "int8" and (chosen.runtime != INT8_RUNTIME or not all(int8)):
-            raise RuntimeUnavailable(f"the release ships int8 graphs for {INT8_RUNTIME} only, and for "
-                                     f"{', '.join(k for k, i in zip(keys, int8) if i) or 'none'} of {', '.join(keys)}")
-        return chosen
-    concrete = resolve_choice(runtime, "fp32").runtime
-    missing = [k for k, i in zip(keys, int8) if not i]
-    other_kind = [k for k, i in zip(keys, int8) if i and i["measured_on"]["vnni"] != has_vnni()]
-    if concrete == INT8_RUNTIME and (concrete, "int8") in available() and not missing and not other_kind:
-        return Choice(concrete, "int8", "int8: the release's graphs, quantised by plans measured on this CPU kind "
-                                        f"({_cpu_kind(has_vnni())})")
-    chosen = resolve_choice(runtime, "auto")
-    if missing:
-        why = f"not int8: the release has no int8 plan for {', '.join(missing)}"
-    elif other_kind:
-        kinds = sorted({_cpu_kind(release.models[k]['int8']['measured_on']['vnni']) for k in other_kind})
-        why = (f"not int8: the shipped int8 plans were measured on {' and '.join(kinds)}, this CPU is "
-               f"{_cpu_kind(has_vnni())} (no start-up measurement; --precision int8 runs them anyway)")
-    else:
-        why = f"not int8: the release's int8 graphs are for {INT8_RUNTIME}"
-    return Choice(chosen.runtime, chosen.precision, "; ".join(r for r in (chosen.reason, why) if r))
+    return decide(_release_request(release, keys, runtime, precision)).choice
+
+
+def _release_request(release: Release, keys: Sequence[str], runtime: str = "auto",
+                     precision: str = "auto") -> Request:
+    """The policy's request for the release's models ``keys``: each named by its key, with
+    the CPU kind its shipped int8 graph's plan was measured on (none: no int8 graph)."""
+    models = []
+    for key in keys:
+        int8 = release.models[key].get("int8")
+        plans = {INT8_RUNTIME: CpuKind(bool(int8["measured_on"]["vnni"]))} if int8 else {}
+        models.append(KnownPlans(key, plans))
+    return Request(runtime, precision, models, shipped=INT8_RUNTIME)
 
 
 @dataclass
@@ -265,12 +257,11 @@ def load_released(release: Release, key: str, choice: Choice) -> ReleasedModel:
         int8 = entry.get("int8")
         if not int8 or choice.runtime != INT8_RUNTIME:
             raise RuntimeUnavailable(f"{key}: the release has no {choice.label} graph")
-        from .runtimes.openvino_backend import read_ir
-
         xml = release.verify(int8["graph"])
         release.verify(int8["weights"])
         compiled = compile_model(source, choice.runtime, "int8", keep_fp32=int8["keep_fp32"],
-                                 int8_options=dict(int8["options"]), quantized=read_ir(xml))
+                                 int8_options=dict(int8["options"]),
+                                 quantized=backend(INT8_RUNTIME).read_graph(xml))
         compiled.details["plan"] = {k: int8.get(k) for k in ("keep_fp32", "options", "agreement", "measured_on")}
         compiled.details["quantized_graph"] = {"file": int8["graph"], "reused": True}
     else:
@@ -353,8 +344,6 @@ def _quantise(key: str, stem: str, model: nn.Module, identity: str, artifact: Pa
     ``int8`` block, or ``None`` when there is no plan for it. A plan measured for exactly
     these weights is taken first; else ``given`` (``--plan``: e.g. the plan of the same
     recipe's build on another CPU, whose weights differ in rounding), recorded as such."""
-    from .runtimes.openvino_backend import save_ir
-
     plan = _shipped_plan(identity, model, artifact, cache_dir) or given
     if plan is None:
         log(f"{key}: no int8 plan measured for these weights; it ships in float only")
@@ -369,7 +358,7 @@ def _quantise(key: str, stem: str, model: nn.Module, identity: str, artifact: Pa
     compiled = compile_model(model, INT8_RUNTIME, "int8", calibration=calibration(), keep_fp32=plan["keep_fp32"],
                              int8_options=dict(plan.get("options", {})))
     graph = f"{stem}.int8-{INT8_RUNTIME}.xml"
-    save_ir(compiled.openvino_graph, staging / graph)
+    backend(INT8_RUNTIME).write_graph(compiled, staging / graph)
     (staging / f"{stem}.int8-{INT8_RUNTIME}.json").write_text(json.dumps(plan, indent=1))
     return {"runtime": INT8_RUNTIME, "graph": graph, "weights": f"{stem}.int8-{INT8_RUNTIME}.bin",
             "plan": f"{stem}.int8-{INT8_RUNTIME}.json", "keep_fp32": list(plan["keep_fp32"]),
@@ -394,7 +383,6 @@ def _evaluate(data: Path, models: dict[str, dict[str, Any]], staging: Path, n_bo
     """Evaluate every model (PyTorch fp32, and each int8 graph in its runtime) on ``data``;
     writes each compressed model's evaluation sidecar into ``staging`` and fills in each
     entry's ``fidelity``. Returns the manifest's ``test_set`` block."""
-    from .runtimes.openvino_backend import read_ir
     from .testset import add_same_runtime_agreement, evaluate_models, load_test_set, write_evaluation
 
     ref = models[REFERENCE]
@@ -408,7 +396,7 @@ def _evaluate(data: Path, models: dict[str, dict[str, Any]], staging: Path, n_bo
     for key, entry in models.items():
         if entry.get("int8"):
             row = f"{key} [{INT8_RUNTIME} int8]"
-            graph = read_ir(staging / entry["int8"]["graph"])
+            graph = backend(INT8_RUNTIME).read_graph(staging / entry["int8"]["graph"])
             candidates[row] = compile_model(entry["_source"], INT8_RUNTIME, "int8", keep_fp32=entry["int8"]["keep_fp32"],
                                             int8_options=dict(entry["int8"]["options"]), quantized=graph)
             sources[row] = {"base_row": key, "runtime": INT8_RUNTIME, "precision": "int8"}

@@ -22,7 +22,7 @@ from hscc_core.progress import progress_bar
 from . import distributed
 from .batch_augment import BATCH_AUGMENTATIONS, augment_batch
 from .errors import SettingsError
-from .recipes import DEFAULT_EPOCHS, PRECISIONS, TrainRecipe
+from .recipes import DEFAULT_EPOCHS, TRAIN_PRECISIONS, TrainRecipe
 from .resolve import save_model, save_model_with_report
 from .splits import folder_splits, phantom_splits
 
@@ -45,8 +45,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise SettingsError(f"epochs, batch_size and lr must be positive: {self}")
-        if self.precision not in PRECISIONS:
-            raise SettingsError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise SettingsError(f"precision must be one of {TRAIN_PRECISIONS}, got {self.precision!r}")
         if self.batch_augment not in BATCH_AUGMENTATIONS:
             raise SettingsError(f"batch_augment must be one of {BATCH_AUGMENTATIONS}, got {self.batch_augment!r}")
 

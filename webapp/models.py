@@ -28,11 +28,11 @@ from torch import nn
 
 from hscc_core import count_flops, count_params, load_metadata
 from hscc_mri.cache import cache_path, compressed_model, load_report
-from hscc_mri.deploy import choose_runtime, default_calibration_batches, deploy
+from hscc_mri.deploy import Deployable, default_calibration_batches
 from hscc_mri.recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL
 from hscc_mri.release import REFERENCE, RELEASE_DIR, Release, ReleaseError, load_release, load_released, release_choice
 from hscc_mri.resolve import load_model, resolve_model
-from hscc_mri.runtimes import Choice, RuntimeUnavailable, cpu_summary, resolve_choice
+from hscc_mri.runtimes import Choice, Request, cpu_summary, decide
 from hscc_mri.safety_net import safety_net_for
 from hscc_mri.testset import load_evaluation
 
@@ -127,8 +127,9 @@ def load_model_pair(model: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.val
             against (default: ``model`` itself, or the base of a compressed artifact).
         progress: progress bars and messages on stderr.
         log: where one-line messages go (default stderr).
-        runtime, precision: what both models run in (see :func:`hscc_mri.deploy.choose_runtime`;
-            ``auto``: the fastest known for this CPU at the product's default precision).
+        runtime, precision: what both models run in, as the deployment policy decides
+            (:func:`hscc_mri.runtimes.decide`; ``auto``: the fastest known for this CPU at
+            the product's default precision, falling back when compiling it fails).
             Int8 calibrates both on the default calibration set, each keeping the layers
             its measured int8 plan names in float32 (the dense reference's plan too).
         release: the release folder to load from when ``model``/``method``/``budget`` are
@@ -174,21 +175,22 @@ def load_model_pair(model: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.val
     report = _fill_counts(report, original, compressed)
     reference_file = str(reference) if Path(str(reference)).is_file() else None
     # Both models in the same runtime and precision, so the speed-up compares like with like
-    # (auto: int8 only when both have a measured plan for this CPU kind at hand).
-    choice = choose_runtime(runtime, precision, [(compressed, artifact), (original, reference_file)], cache_dir)
+    # (auto: int8 only when both have a measured plan for this CPU kind at hand). Each
+    # model's weights are hashed once, for the plan look-up, and reused to deploy it.
+    targets = [Deployable(compressed, artifact, cache_dir), Deployable(original, reference_file, cache_dir)]
+    decision = decide(Request(runtime, precision, targets))
+    choice = decision.choice
     t2 = time.perf_counter()
     # Int8: each model with its own measured plan; the calibration set is read only if a
     # quantised graph is not kept yet, and then once for both.
     calibration = functools.cache(lambda: default_calibration_batches(original))
     while True:
         try:
-            fast_compressed = deploy(compressed, choice, artifact=artifact, progress=progress, log=log,
-                                     calibration=calibration, cache_dir=cache_dir)
-            fast_original = deploy(original, choice, artifact=reference_file, progress=progress, log=log,
-                                   calibration=calibration, cache_dir=cache_dir)
+            fast_compressed, fast_original = [t.deploy(choice, progress=progress, log=log, calibration=calibration)
+                                              for t in targets]
             break
-        except Exception as e:  # noqa: BLE001 - an automatic choice that fails here falls back, an asked one raises
-            fallback = _fallback(choice, runtime, precision, e)
+        except Exception as e:  # noqa: BLE001 - the decision's fallback chain says which errors move on
+            fallback = decision.fallback(choice, e)
             if fallback is None:
                 raise
             log(f"{choice.label} failed here ({type(e).__name__}: {e}); running both models in {fallback.label}")
@@ -282,19 +284,6 @@ def release_note(pair: ModelPair) -> str:
     if pair.runtime.precision != "int8" and "not int8" in (pair.runtime.reason or ""):
         text += f". Runs in {pair.runtime.label}: {pair.runtime.reason.split('not int8: ', 1)[1]}"
     return text + "."
-
-
-def _fallback(choice: Choice, runtime: str, precision: str, error: Exception) -> Choice | None:
-    """What to run instead when the automatic ``choice`` failed to compile: int8 chosen by
-    ``auto`` falls back to the runtime's float choice (any error: a start must not end on a
-    quantiser failure), an automatic runtime that is unavailable to PyTorch fp32; an
-    explicitly asked choice has none (``None``)."""
-    if precision == "auto" and choice.precision == "int8":
-        chosen = resolve_choice(choice.runtime, "auto")
-        return Choice(chosen.runtime, chosen.precision, f"fallback: int8 failed ({type(error).__name__})")
-    if runtime == "auto" and precision == "auto" and isinstance(error, RuntimeUnavailable) and choice.runtime != "torch":
-        return Choice("torch", "fp32", f"fallback: {error}")
-    return None
 
 
 def _mtime(path: Path) -> int | None:

@@ -195,18 +195,20 @@ def _deploy_int8(models: dict, paths: dict, keep: dict, cache_dir: str) -> Calla
     must be quantised."""
     import functools
 
-    from ..deploy import default_calibration_batches, deploy
-    from ..runtimes import Choice
+    from ..deploy import Deployable, default_calibration_batches
+    from ..runtimes import Precision, Request, decide
 
     calibration = functools.cache(lambda: default_calibration_batches(next(iter(models.values()))))
+    # One Deployable a model: its weights are hashed once across the runtimes benchmarked.
+    targets = {name: Deployable(model, paths.get(name), cache_dir) for name, model in models.items()}
 
     def compile_with(name: str, runtime: str, precision: str):
         model = models[name]
         if precision != "int8" or runtime == "torch" or name in keep or \
                 getattr(model, "spec", None) is None and name not in paths:
             return None
-        return deploy(model, Choice(runtime, "int8"), artifact=paths.get(name), calibration=calibration,
-                      cache_dir=cache_dir)
+        choice = decide(Request(runtime, Precision.INT8)).choice  # asked explicitly: checked, no fallback
+        return targets[name].deploy(choice, calibration=calibration)
 
     return compile_with
 

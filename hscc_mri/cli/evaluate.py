@@ -141,13 +141,13 @@ def _unique(name: str, taken: set[str]) -> str:
 
 def _parse_runtimes(items: list[str]):
     """``["openvino:int8", ...]`` -> checked :class:`hscc_mri.runtimes.Choice` list."""
-    from ..runtimes import RuntimeUnavailable, resolve_choice
+    from ..runtimes import Request, RuntimeUnavailable, decide
 
     choices = []
     for item in items:
         runtime, _, precision = item.partition(":")
         try:
-            choices.append(resolve_choice(runtime, precision or "fp32"))
+            choices.append(decide(Request(runtime, precision or "fp32")).choice)
         except (RuntimeUnavailable, ValueError) as e:
             raise CliError(f"--runtimes {item}: {e}") from e
     return choices
@@ -158,20 +158,21 @@ def _add_runtime_rows(reference, candidates: dict, sources: dict, files: dict, c
     """One more row per (model, runtime choice): the reference and each candidate compiled
     (int8: each with its measured plan, kept beside its file, or for a registry
     reference in ``cache_dir``)."""
-    from ..deploy import default_calibration_batches, deploy
+    from ..deploy import Deployable, default_calibration_batches
     from ..runtimes import RuntimeUnavailable
 
-    base = [("uncompressed", reference, reference_file)] + [(n, m, files.get(n, (None,))[0])
-                                                            for n, m in candidates.items()]
+    # One Deployable a model: its weights are hashed once, whatever the number of int8 choices.
+    base = [("uncompressed", Deployable(reference, reference_file, cache_dir))] + \
+        [(n, Deployable(m, files.get(n, (None,))[0], cache_dir)) for n, m in candidates.items()]
     # Every model here shares the reference's input contract, so one read of the default
     # calibration set serves every int8 compile (and each plan measured anew).
     calibration = default_calibration_batches(reference) if any(c.precision == "int8" for c in choices) else None
     for choice in choices:
         if (choice.runtime, choice.precision) == ("torch", "fp32"):
             continue  # the rows above already are
-        for name, model, artifact in base:
+        for name, target in base:
             try:
-                compiled = deploy(model, choice, artifact=artifact, calibration=calibration, cache_dir=cache_dir)
+                compiled = target.deploy(choice, calibration=calibration)
             except (RuntimeUnavailable, ValueError) as e:
                 raise CliError(f"--runtimes {choice.runtime}:{choice.precision} for {name}: {e}") from e
             row = _unique(f"{name} [{choice.runtime} {choice.precision}]", taken)

@@ -86,10 +86,10 @@ def resolve_predict_model(args: argparse.Namespace):
     from hscc_core import ArtifactError, file_sha256
 
     from ..batch_predict import Fallback
-    from ..deploy import choose_runtime, deploy
+    from ..deploy import Deployable
     from ..release import REFERENCE, ReleaseError, load_release, load_released, release_choice
     from ..resolve import is_registry_name, resolve_model
-    from ..runtimes import RuntimeUnavailable
+    from ..runtimes import Request, RuntimeUnavailable, decide
     from ..safety_net import safety_net_for
 
     if args.model is not None and (args.uncompressed or args.budget is not None):
@@ -103,8 +103,9 @@ def resolve_predict_model(args: argparse.Namespace):
         if args.model is not None:
             source = resolve_model(args.model)
             artifact = None if is_registry_name(args.model) else args.model
-            choice = choose_runtime(args.runtime, args.precision, [(source, artifact)])
-            model = deploy(source, choice, artifact=artifact)
+            target = Deployable(source, artifact)  # its weights hashed once: to find its plan, then to deploy
+            choice = decide(Request(args.runtime, args.precision, [target])).choice
+            model = target.deploy(choice)
             name = args.model if artifact is None else f"{Path(artifact).name}@{file_sha256(artifact)[:12]}"
         else:
             release = load_release(args.release)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..recipes import PRECISIONS, TRAIN_AUGMENTATIONS, TrainRecipe
+from ..recipes import TRAIN_AUGMENTATIONS, TRAIN_PRECISIONS, TrainRecipe
 from ._common import CliError
 
 _DEFAULTS = TrainRecipe()
@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=int, default=None,
                    help="data loader processes (default 0 for phantoms, 2 for folders)")
     p.add_argument("--device", default=_DEFAULTS.device, help="cpu or cuda")
-    p.add_argument("--precision", default=_DEFAULTS.precision, choices=PRECISIONS,
+    p.add_argument("--precision", default=_DEFAULTS.precision, choices=TRAIN_PRECISIONS,
                    help="training arithmetic: auto = bfloat16 autocast where the CPU/GPU supports it "
                    "natively (about 30%% faster on 2 cores), else float32; weights stay float32")
     p.add_argument("--augment", default=_DEFAULTS.augment, choices=TRAIN_AUGMENTATIONS,

@@ -9,6 +9,7 @@ was made from, for what only PyTorch can do (counting FLOPs).
 """
 from __future__ import annotations
 
+import enum
 from typing import Any, Callable
 
 import numpy as np
@@ -17,23 +18,36 @@ from torch import nn
 
 from ..errors import ProductError
 
-__all__ = ["PRECISIONS", "RUNTIMES", "CompiledModel", "RuntimeUnavailable", "runtime_label", "source_model"]
+__all__ = ["PRECISIONS", "RUNTIMES", "CompiledModel", "Precision", "Runtime", "RuntimeUnavailable", "source_model"]
 
-#: Runtimes a model can run in.
-RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
-#: Arithmetic a runtime can be asked for.
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 
-_RUNTIME_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+# StrEnum, not ``(str, Enum)``: on Python 3.11+ a plain str mix-in formats as
+# "Runtime.OPENVINO" in f-strings, and these values go into file names, messages and JSON.
+class Runtime(enum.StrEnum):
+    """Where a model runs (the value is what the CLI, JSON, manifests and file names say)."""
+
+    TORCH = "torch"
+    ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
+
+
+class Precision(enum.StrEnum):
+    """The arithmetic a runtime runs a model in (inference; training's is
+    :data:`hscc_mri.recipes.TRAIN_PRECISIONS`)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    INT8 = "int8"
+
+
+#: Runtimes a model can run in (the values of :class:`Runtime`, e.g. for argparse choices).
+RUNTIMES: tuple[str, ...] = tuple(r.value for r in Runtime)
+#: Arithmetic a runtime can be asked for (the values of :class:`Precision`).
+PRECISIONS: tuple[str, ...] = tuple(p.value for p in Precision)
 
 
 class RuntimeUnavailable(ProductError, RuntimeError):
     """A runtime or precision this machine cannot run (not installed, or not native here)."""
-
-
-def runtime_label(runtime: str, precision: str) -> str:
-    """How output and the page name a choice, e.g. ``"OpenVINO INT8"``."""
-    return f"{_RUNTIME_NAMES.get(runtime, runtime)} {precision.upper()}"
 
 
 class CompiledModel(nn.Module):
@@ -43,10 +57,12 @@ class CompiledModel(nn.Module):
         spec: the source model's :class:`models.ModelSpec` (input contract, classes).
         runtime, precision: what runs it (see :data:`RUNTIMES`, :data:`PRECISIONS`).
         details: what was done to get here (e.g. quantisation settings), JSON-ready.
+        label: how output and the page name it, e.g. ``"ONNX Runtime FP32"`` (given by
+            the backend that compiled it, which declares its runtime's name).
     """
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], source: nn.Module, runtime: str,
-                 precision: str, details: dict[str, Any] | None = None) -> None:
+                 precision: str, details: dict[str, Any] | None = None, label: str = "") -> None:
         super().__init__()
         self._run = run
         # Not a submodule: the compiled model owns no PyTorch weights (and is not moved).
@@ -55,11 +71,7 @@ class CompiledModel(nn.Module):
         self.runtime = runtime
         self.precision = precision
         self.details = dict(details or {})
-
-    @property
-    def label(self) -> str:
-        """E.g. ``"ONNX Runtime FP32"``."""
-        return runtime_label(self.runtime, self.precision)
+        self.label = label or f"{runtime} {precision.upper()}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the batch ``x`` (``(N, C, H, W)``) from the compiled runtime."""

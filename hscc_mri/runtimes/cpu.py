@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["cpu_flags", "cpu_summary", "has_native_bf16", "has_vnni"]
+__all__ = ["CpuKind", "cpu_flags", "cpu_summary", "has_native_bf16", "has_vnni"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -43,3 +44,25 @@ def cpu_summary() -> str:
     bf16 = "native bf16" if has_native_bf16() else "no native bf16"
     vnni = "VNNI" if has_vnni() else "no VNNI"
     return f"{width}, {bf16}, {vnni}"
+
+
+@dataclass(frozen=True)
+class CpuKind:
+    """The kind of CPU an int8 plan is measured for: with VNNI or without (AVX2). The int8
+    kernels and the quantiser's overflow fix differ between the two, so a plan measured on
+    one kind is not taken automatically on the other.
+
+    Attributes:
+        vnni: int8 dot-product instructions (:func:`has_vnni`).
+    """
+
+    vnni: bool
+
+    @classmethod
+    def here(cls) -> "CpuKind":
+        """This machine's kind."""
+        return cls(has_vnni())
+
+    def __str__(self) -> str:
+        # The wording manifests and reasons have always used (release/manifest.json).
+        return "x86-64 with VNNI" if self.vnni else "x86-64 without VNNI (AVX2)"

@@ -6,7 +6,6 @@ natively and float32 elsewhere; PyTorch when OpenVINO is not installed.
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -14,15 +13,18 @@ import torch
 from torch import nn
 
 from ..errors import SettingsError
-from .base import PRECISIONS, RUNTIMES, RuntimeUnavailable, runtime_label
+from .base import PRECISIONS, RUNTIMES, Precision, Runtime, RuntimeUnavailable
 from .cpu import cpu_summary, has_native_bf16
+from .registry import BACKENDS, backend, runtime_label
 
 __all__ = ["Choice", "available", "compile_model", "resolve_choice"]
 
 
 @dataclass(frozen=True)
 class Choice:
-    """A runtime and precision, with why it was chosen (for output and the page)."""
+    """A runtime and precision, with why it was chosen (for output and the page).
+    :func:`resolve_choice` gives :class:`Runtime` / :class:`Precision` members, which are
+    strings (equal to ``"openvino"``, ``"int8"``...)."""
 
     runtime: str
     precision: str
@@ -33,26 +35,10 @@ class Choice:
         return runtime_label(self.runtime, self.precision)
 
 
-def _installed(runtime: str) -> bool:
-    module = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}[runtime]
-    return importlib.util.find_spec(module) is not None
-
-
 def available() -> list[tuple[str, str]]:
-    """Every ``(runtime, precision)`` this machine can run (installed, and bf16 only where native)."""
-    out = []
-    for runtime in RUNTIMES:
-        if not _installed(runtime):
-            continue
-        for precision in PRECISIONS:
-            if precision == "bf16" and (runtime == "onnxruntime" or not has_native_bf16()):
-                continue
-            if precision == "int8" and runtime == "torch":
-                continue
-            if precision == "int8" and runtime == "openvino" and importlib.util.find_spec("nncf") is None:
-                continue
-            out.append((runtime, precision))
-    return out
+    """Every ``(runtime, precision)`` this machine can run (see :meth:`Backend.runs`:
+    installed, and bf16 only where native)."""
+    return [(b.runtime, p) for b in BACKENDS.values() for p in Precision if b.runs(p)]
 
 
 def resolve_choice(runtime: str = "auto", precision: str = "auto", default_precision: str | None = None) -> Choice:
@@ -74,11 +60,12 @@ def resolve_choice(runtime: str = "auto", precision: str = "auto", default_preci
         raise SettingsError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
     reasons = []
     if runtime == "auto":
-        runtime = "openvino" if _installed("openvino") else "torch"
-        reasons.append("OpenVINO: the fastest CPU runtime measured here" if runtime == "openvino"
+        runtime = Runtime.OPENVINO if BACKENDS[Runtime.OPENVINO].installed() else Runtime.TORCH
+        reasons.append("OpenVINO: the fastest CPU runtime measured here" if runtime == Runtime.OPENVINO
                        else "PyTorch (OpenVINO is not installed)")
-    elif not _installed(runtime):
+    elif not backend(runtime).installed():
         raise RuntimeUnavailable(f"{runtime} is not installed (pip install -r requirements.txt)")
+    runtime = Runtime(runtime)
     runnable = {p for r, p in available() if r == runtime}
     if precision == "auto":
         if default_precision in runnable:
@@ -95,7 +82,7 @@ def resolve_choice(runtime: str = "auto", precision: str = "auto", default_preci
             raise RuntimeUnavailable(f"bf16 needs a CPU with native bfloat16 (AVX512-BF16 or AMX); this one has "
                                      f"{cpu_summary()}. Use --precision fp32 or int8")
         raise RuntimeUnavailable(f"{runtime} cannot run {precision} here; it can run: {', '.join(sorted(runnable))}")
-    return Choice(runtime, precision, "; ".join(reasons))
+    return Choice(runtime, Precision(precision), "; ".join(reasons))
 
 
 def compile_model(model: nn.Module, runtime: str = "torch", precision: str = "fp32",
@@ -124,18 +111,7 @@ def compile_model(model: nn.Module, runtime: str = "torch", precision: str = "fp
         RuntimeUnavailable: the runtime or precision cannot run here (message says why).
         SettingsError: an option the runtime does not have.
     """
-    opts = dict(int8_options or {}) if precision == "int8" else {}
-    allowed = {"torch": set(), "onnxruntime": {"reduce_range"}, "openvino": {"overflow_fix"}}.get(runtime, set())
-    if set(opts) - allowed:
-        raise SettingsError(f"{runtime} int8 has no option(s) {sorted(set(opts) - allowed)}; it has: "
-                            f"{', '.join(sorted(allowed)) or 'none'}")
-    if runtime == "torch":
-        from .torch_backend import compile_torch
-        return compile_torch(model, precision)
-    if runtime == "onnxruntime":
-        from .onnxruntime_backend import compile_onnxruntime
-        return compile_onnxruntime(model, precision, calibration, keep_fp32, threads, quantized=quantized, **opts)
-    if runtime == "openvino":
-        from .openvino_backend import compile_openvino
-        return compile_openvino(model, precision, calibration, keep_fp32, threads, quantized=quantized, **opts)
-    raise SettingsError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    found = backend(runtime)
+    opts = dict(int8_options or {}) if precision == Precision.INT8 else {}
+    found.check_int8_options(opts)
+    return found.compile(model, precision, calibration, keep_fp32, threads, quantized=quantized, **opts)

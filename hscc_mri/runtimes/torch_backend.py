@@ -3,17 +3,18 @@ bfloat16 where the CPU computes it natively."""
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from hscc_core import optimize_for_inference
 
-from .base import RuntimeUnavailable, runtime_label
+from .backend import Backend
+from .base import Precision, Runtime, RuntimeUnavailable
 from .cpu import cpu_summary, has_native_bf16
 
-__all__ = ["TorchModel", "compile_torch"]
+__all__ = ["TORCH", "TorchBackend", "TorchModel", "compile_torch"]
 
 
 class TorchModel(nn.Module):
@@ -24,7 +25,7 @@ class TorchModel(nn.Module):
         spec, runtime, precision, details: as :class:`hscc_mri.runtimes.CompiledModel`.
     """
 
-    runtime = "torch"
+    runtime = Runtime.TORCH
 
     def __init__(self, model: nn.Module, source: nn.Module, precision: str) -> None:
         super().__init__()
@@ -37,7 +38,7 @@ class TorchModel(nn.Module):
 
     @property
     def label(self) -> str:
-        return runtime_label(self.runtime, self.precision)
+        return TORCH.choice_label(self.precision)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.to(self._dtype)).float()
@@ -59,3 +60,21 @@ def compile_torch(model: nn.Module, precision: str) -> TorchModel:
                                      f"{cpu_summary()}, so PyTorch would emulate it, slower than fp32")
         return TorchModel(optimize_for_inference(copy.deepcopy(model).to(torch.bfloat16)), model, precision)
     raise RuntimeUnavailable("PyTorch eager has no int8 path here; use --runtime openvino or onnxruntime")
+
+
+class TorchBackend(Backend):
+    """PyTorch eager: fp32, and bf16 where native; no int8 path (nor quantised graphs)."""
+
+    runtime = Runtime.TORCH
+    label = "PyTorch"
+    package = "torch"
+    precisions = (Precision.FP32, Precision.BF16)
+
+    def compile(self, model: nn.Module, precision: str, calibration: Sequence[torch.Tensor] | None = None,
+                keep_fp32: Sequence[str] = (), threads: int | None = None, quantized: Any = None,
+                **int8_options: Any) -> nn.Module:
+        return compile_torch(model, precision)
+
+
+#: The PyTorch backend (see :mod:`hscc_mri.runtimes.registry`).
+TORCH = TorchBackend()

@@ -457,25 +457,29 @@ def test_auto_runs_int8_only_where_every_model_has_a_measured_plan_at_hand(calib
     an asked precision is taken as asked. With the plan and the quantised graph kept, a
     start does not read the calibration set (a function given for it is not called)."""
     from hscc_mri import deploy
-    from hscc_mri.runtimes import Choice
+    from hscc_mri.runtimes import Choice, Request, decide
 
     mini, other = _seeded(Mini), _seeded(Mini)
     with torch.no_grad():
         next(other.parameters()).mul_(1.5)
+
+    def choose(runtime: str, precision: str, *models: nn.Module) -> Choice:
+        return decide(Request(runtime, precision, [deploy.Deployable(m, None, tmp_path) for m in models])).choice
+
     float_choice = resolve_choice("openvino", "auto")
-    before = deploy.choose_runtime("openvino", "auto", [(mini, None)], tmp_path)
+    before = choose("openvino", "auto", mini)
     assert before.precision == float_choice.precision != "int8"
     assert "no measured int8 plan" in before.reason and SPEC.name in before.reason
     assert not list(tmp_path.iterdir())  # deciding measured nothing
     deploy.int8_plan(mini, "openvino", calibration=calibration, progress=False, log=lambda _m: None,
                      cache_dir=tmp_path)
     assert deploy.find_int8_plan(mini, "openvino", cache_dir=tmp_path) is not None
-    chosen = deploy.choose_runtime("openvino", "auto", [(mini, None)], tmp_path)
+    chosen = choose("openvino", "auto", mini)
     assert (chosen.runtime, chosen.precision) == ("openvino", "int8") and "measured plan" in chosen.reason
-    mixed = deploy.choose_runtime("openvino", "auto", [(mini, None), (other, None)], tmp_path)
+    mixed = choose("openvino", "auto", mini, other)
     assert mixed.precision != "int8" and mixed.reason.count(SPEC.name) == 1  # only the one lacking a plan
-    assert deploy.choose_runtime("openvino", "fp32", [(other, None)], tmp_path).precision == "fp32"
-    assert deploy.choose_runtime("torch", "auto", [(mini, None)], tmp_path).precision != "int8"  # torch has none
+    assert choose("openvino", "fp32", other).precision == "fp32"
+    assert choose("torch", "auto", mini).precision != "int8"  # torch has none
     reads: list[int] = []
 
     def read_calibration() -> list[torch.Tensor]:

@@ -248,19 +248,23 @@ def test_an_automatic_int8_start_that_fails_falls_back_to_float_and_an_asked_one
     """A start must not end on a quantiser failure it chose itself: auto's int8 falls back
     to the runtime's float choice; an unavailable automatic runtime to PyTorch fp32; what
     the user asked for explicitly is not second-guessed."""
-    from hscc_mri.runtimes import Choice, RuntimeUnavailable, resolve_choice
-    from webapp.models import _fallback
+    from hscc_mri.runtimes import Choice, CpuKind, KnownPlans, Request, RuntimeUnavailable, decide, resolve_choice
 
-    auto_int8 = Choice("openvino", "int8", "int8: each model with its measured plan")
-    fallback = _fallback(auto_int8, "auto", "auto", RuntimeError("quantiser failed"))
+    here = CpuKind.here()
+    plans = [KnownPlans(name, {"openvino": here}) for name in ("compressed", "reference")]
+    auto = decide(Request("auto", "auto", plans))  # what load_model_pair asks, both models with plans
+    auto_int8 = auto.choice
+    assert (auto_int8.runtime, auto_int8.precision) == ("openvino", "int8")
+    fallback = auto.fallback(auto_int8, RuntimeError("quantiser failed"))
     assert fallback is not None and fallback.runtime == "openvino"
     assert fallback.precision == resolve_choice("openvino", "auto").precision != "int8"
     assert "RuntimeError" in fallback.reason
-    assert _fallback(auto_int8, "auto", "int8", RuntimeError("quantiser failed")) is None
-    missing = _fallback(Choice("openvino", "fp32"), "auto", "auto", RuntimeUnavailable("openvino is not installed"))
+    assert decide(Request("auto", "int8", plans)).fallback(auto_int8, RuntimeError("quantiser failed")) is None
+    missing = auto.fallback(fallback, RuntimeUnavailable("openvino is not installed"))
     assert missing is not None and (missing.runtime, missing.precision) == ("torch", "fp32")
-    assert _fallback(Choice("openvino", "fp32"), "openvino", "auto", RuntimeUnavailable("x")) is None
-    assert _fallback(Choice("openvino", "fp32"), "auto", "auto", RuntimeError("a bug")) is None
+    asked_runtime = decide(Request("openvino", "auto", plans))
+    assert asked_runtime.fallback(Choice("openvino", fallback.precision), RuntimeUnavailable("x")) is None
+    assert auto.fallback(fallback, RuntimeError("a bug")) is None
 
 
 def test_the_pair_comes_from_the_release_and_a_changed_file_is_built_instead(tmp_path):
