@@ -21,6 +21,7 @@ EVALUATION = "reports/real/evaluate-testing.json"
 RUNTIMES = "reports/real/evaluate-runtimes-testing.json"
 BENCH = "reports/real/bench-peers.json"
 FRESH = "reports/fresh-clone.json"
+THROUGHPUT = "reports/real/predict-throughput.json"
 MAX_LINES = 150
 #: Numbers the README may state in prose: they name things, they measure nothing.
 _NOT_MEASUREMENTS = {"3x", "6x",  # the compression budgets
@@ -110,6 +111,11 @@ def fresh_clone_block() -> str:
     if landing:
         text += (f" On landing ({landing['date']}, commit {landing['commit']}) the project's CI ran `.ci/run` on a "
                  f"clean checkout in {landing['seconds'] / 60:.1f} min ({landing['result']}).")
+    tp = _load(THROUGHPUT)
+    text += (f" `predict` on the {tp['native']['files']} JPEGs of `Testing/` with the shipped 6x in int8 "
+             f"([`{THROUGHPUT}`]({THROUGHPUT}), {tp['date']}): {tp['native']['scans_per_s']:g} scans/s "
+             f"({tp['onednn_capped_avx2']['scans_per_s']:g} with oneDNN capped at AVX2; target "
+             f"{tp['target_scans_per_s']:g}).")
     return _wrap(text)
 
 
