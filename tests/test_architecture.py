@@ -10,7 +10,8 @@
   included;
 * serving apart from the lab: the app and the modules a request goes through (load,
   deploy, preprocess, infer; listed in the contract) import nothing of training,
-  evaluation, peers, the report or the lab's commands, lazy imports included.
+  evaluation, peers, the report or the lab's commands, lazy imports included (and none is
+  loaded when the app starts).
 
 The layer contracts are import-linter's (``[tool.importlinter]`` in pyproject.toml); the
 library's allow-list is read from its source here, so a new dependency fails loudly.
@@ -84,6 +85,17 @@ def test_the_app_script_imports_no_lab_module():
     names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
     assert "webapp.models" in names
     assert not [m for m in names if _within(m, forbidden)]
+
+
+def test_loading_the_app_and_the_predictor_loads_no_lab_module():
+    """What the contract says of the source holds in a running process: importing the app's
+    modules and the predictor loads none of the lab's (matplotlib aside: gradio's own)."""
+    lab = [m for m in _serving_contract()["forbidden_modules"] if m.startswith("hscc_mri")]
+    code = ("import sys, webapp.ui, webapp.models, hscc_mri.predictor, hscc_mri.batch_predict; "
+            f"print(sorted(m for m in sys.modules if m.startswith({tuple(lab)!r})))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_importing_the_library_loads_no_product_code():
