@@ -7,7 +7,7 @@ measurement, never a constant in code: :func:`measure_safety_net` runs the refer
 in float and in the int8 graph the release ships, over the *selection* scans (the half of
 ``Testing/`` the reference was not trained on, ``data/splits/README.md``; never the report
 half), and chooses per precision the threshold that keeps agreement of the kept answers at
-the target. :func:`hscc_mri.release.add_safety_net` writes that into the manifest
+the target. :func:`hscc_mri.release_build.add_safety_net` writes that into the manifest
 (``models[key].safety_net``); :func:`safety_net_for` reads the threshold that applies to the
 precision a model runs in.
 

@@ -9,9 +9,9 @@ standard error, and the resamples are *paired*: every model is judged on the sam
 resampled scans in each replicate, so differences between rows are comparable.
 
 A compressed model saved as an artifact gets a sidecar ``<artifact>.evaluation.json``
-(written by ``hscc-mri evaluate --data``); :func:`load_evaluation` returns it
-only while its recorded SHA-256 matches the artifact's bytes, so a measurement is never
-shown for a file it was not made on.
+(written by ``hscc-mri evaluate --data``, :func:`write_evaluation`); the app reads it back
+through :mod:`hscc_mri.sidecar` (:func:`~hscc_mri.sidecar.load_evaluation`, re-exported
+here), which returns it only while its recorded SHA-256 matches the artifact's bytes.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from hscc_core.progress import progress_bar
 from .errors import DataError, SettingsError
 from .inference import input_batches, probabilities
 from .runtimes.base import source_model
+from .sidecar import EVALUATION_SUFFIX, evaluation_path, load_evaluation
 
 if TYPE_CHECKING:
     from models import ModelSpec
@@ -56,8 +57,6 @@ __all__ = [
 #: Reference top probability from which a scan counts as "confident" for the
 #: agreement-where-confident column.
 CONFIDENT = 0.9
-#: What replaces ``.safetensors`` in the name of an artifact's evaluation sidecar.
-EVALUATION_SUFFIX = ".evaluation.json"
 #: Version of the result layout (``result["format_version"]``).
 FORMAT_VERSION = 1
 
@@ -397,14 +396,6 @@ def format_table(result: Mapping[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- sidecar
-def evaluation_path(artifact_path: str | os.PathLike[str]) -> Path:
-    """Where the evaluation sidecar of an artifact goes:
-    ``x.safetensors`` -> ``x.evaluation.json`` (other names get the suffix appended)."""
-    path = Path(artifact_path)
-    stem = path.name[: -len(".safetensors")] if path.name.endswith(".safetensors") else path.name
-    return path.with_name(stem + EVALUATION_SUFFIX)
-
-
 def write_evaluation(artifact_path: str | os.PathLike[str], result: Mapping[str, Any], row_name: str,
                      artifact_sha256: str | None = None) -> Path:
     """Write the sidecar of the artifact behind row ``row_name`` of ``result`` (atomically).
@@ -474,18 +465,3 @@ def _runtime_rows(rows: Sequence[Mapping[str, Any]], row_name: str) -> dict[str,
         if src.get("base_row") == row_name and "runtime" in src:
             out[f"{src['runtime']} {src['precision']}"] = {"row": r, "reference": _same_runtime_reference(rows, r)}
     return out
-
-
-def load_evaluation(artifact_path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The evaluation sidecar of an artifact, or ``None`` unless it exists, parses, and its
-    ``artifact_sha256`` equals the SHA-256 of the artifact file as it is now."""
-    side = evaluation_path(artifact_path)
-    if not side.is_file() or not Path(artifact_path).is_file():
-        return None
-    try:
-        doc = json.loads(side.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("artifact_sha256") != file_sha256(artifact_path):
-        return None
-    return doc

@@ -7,7 +7,11 @@
   ``hscc_mri`` (the product) never the app; the app sits on top;
 * no import cycles inside ``hscc_mri``: of the modules and subpackages of any one package,
   none imports another that (directly or around a loop) imports it back, lazy imports
-  included.
+  included;
+* serving apart from the lab: the app and the modules a request goes through (load,
+  deploy, preprocess, infer; listed in the contract) import nothing of training,
+  evaluation, peers, the report or the lab's commands, lazy imports included (and none is
+  loaded when the app starts).
 
 The layer contracts are import-linter's (``[tool.importlinter]`` in pyproject.toml); the
 library's allow-list is read from its source here, so a new dependency fails loudly.
@@ -39,7 +43,59 @@ def test_import_linter_contracts_are_kept():
     run = subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports; "
                           "raise SystemExit(lint_imports())"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    assert "6 kept, 0 broken" in run.stdout
+    assert "7 kept, 0 broken" in run.stdout
+
+
+#: Modules of the product in neither group of the serving/lab contract: the package, its
+#: ``python -m`` entry and the command dispatcher (which registers every command's parser).
+NEITHER_SERVING_NOR_LAB = {"hscc_mri", "hscc_mri.__main__", "hscc_mri.cli"}
+
+
+def _serving_contract() -> dict:
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (contract,) = [c for c in contracts if c["name"].startswith("serving apart from the lab")]
+    return contract
+
+
+def _within(module: str, groups) -> bool:
+    return any(module == g or module.startswith(g + ".") for g in groups)
+
+
+def test_every_product_module_is_serving_or_lab():
+    """A new module of ``hscc_mri`` is placed on purpose: listed in the serving/lab contract
+    on one side or the other (docs/layout.md), so the rule cannot miss it."""
+    contract = _serving_contract()
+    groups = contract["source_modules"] + contract["forbidden_modules"]
+    modules = set()
+    for path in (ROOT / "hscc_mri").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    unplaced = sorted(m for m in modules - NEITHER_SERVING_NOR_LAB if not _within(m, groups))
+    assert not unplaced, f"list these in the serving/lab contract (pyproject.toml): {unplaced}"
+
+
+def test_the_app_script_imports_no_lab_module():
+    """``app.py`` is a script, outside import-linter's packages: its imports (lazy ones
+    included) are held to the serving side's rule here."""
+    forbidden = _serving_contract()["forbidden_modules"]
+    tree = ast.parse((ROOT / "app.py").read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+    assert "webapp.models" in names
+    assert not [m for m in names if _within(m, forbidden)]
+
+
+def test_loading_the_app_and_the_predictor_loads_no_lab_module():
+    """What the contract says of the source holds in a running process: importing the app's
+    modules and the predictor loads none of the lab's (matplotlib aside: gradio's own)."""
+    lab = [m for m in _serving_contract()["forbidden_modules"] if m.startswith("hscc_mri")]
+    code = ("import sys, webapp.ui, webapp.models, hscc_mri.predictor, hscc_mri.batch_predict; "
+            f"print(sorted(m for m in sys.modules if m.startswith({tuple(lab)!r})))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_importing_the_library_loads_no_product_code():

@@ -34,7 +34,7 @@ from hscc_mri.release import REFERENCE, RELEASE_DIR, Release, ReleaseError, load
 from hscc_mri.resolve import load_model, resolve_model
 from hscc_mri.runtimes import Choice, Request, cpu_summary, decide
 from hscc_mri.safety_net import safety_net_for
-from hscc_mri.testset import load_evaluation
+from hscc_mri.sidecar import load_evaluation
 
 __all__ = ["ModelPair", "load_model_pair", "release_note"]
 
@@ -55,7 +55,7 @@ class ModelPair:
         lock: held while the models are timed, so that concurrent requests do not share
             the CPU cores during a measurement (latencies stay honest).
         evaluation: the ``evaluate --data`` result measured on exactly this compressed
-            artifact (its sidecar, see :func:`hscc_mri.testset.load_evaluation`), or
+            artifact (its sidecar, see :func:`hscc_mri.sidecar.load_evaluation`), or
             ``None`` when there is none for these bytes.
         runtime: the runtime and precision both models run in (the same for both, so the
             speed-up is a fair one), with why it was chosen.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator
 
 from ..release import RELEASE_DIR
 from ._common import CliError, add_runtime_arguments, set_threads
@@ -55,84 +55,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-class SafetyNetUse(NamedTuple):
-    """The safety net ``predict`` runs with: the reference and rule (``None`` when the
-    release has no threshold), the reference's release name, and a line for stderr."""
-
-    fallback: Any
-    reference_name: str | None
-    description: str
-
-
 def resolve_predict_model(args: argparse.Namespace):
-    """The model ``predict`` runs, its runtime choice and how each JSON line names it.
-
-    No ``--model``: the release's model (the app's): its default compressed one, the one at
-    ``--budget``, or with ``--uncompressed`` its reference; every file checked against the
-    manifest first. ``--model NAME|PATH``: that model (a registry name or an artifact).
-
-    Returns:
-        ``(compiled model, its Choice, {"model": name and 12 hex of its SHA-256 (a registry
-        name as is), "runtime", "precision"}, SafetyNetUse or None)``: the safety net of
-        the release's compressed model unless ``--no-safety-net`` (with a ``None``
-        fallback when the release has no threshold for it), else ``None``.
+    """The model ``predict`` runs: :func:`hscc_mri.predictor.load_predictor` on the options
+    (a :class:`hscc_mri.predictor.Predictor`).
 
     Raises:
         CliError: a bad combination of options, a model that cannot be loaded, or a
             release file that fails its check (named with both hash prefixes).
     """
-    from pathlib import Path
+    from hscc_core import ArtifactError
 
-    from hscc_core import ArtifactError, file_sha256
+    from ..predictor import PredictRequest, load_predictor
+    from ..release import ReleaseError
+    from ..runtimes import RuntimeUnavailable
 
-    from ..batch_predict import Fallback
-    from ..deploy import Deployable
-    from ..release import REFERENCE, ReleaseError, load_release, load_released, release_choice
-    from ..resolve import is_registry_name, resolve_model
-    from ..runtimes import Request, RuntimeUnavailable, decide
-    from ..safety_net import safety_net_for
-
-    if args.model is not None and (args.uncompressed or args.budget is not None):
-        raise CliError("--model names the model itself: give it without --uncompressed or --budget")
-    if args.uncompressed and args.budget is not None:
-        raise CliError("--uncompressed and --budget exclude each other")
-    if args.no_safety_net and (args.model is not None or args.uncompressed):
-        raise CliError("--no-safety-net applies to the release's compressed model only")
-    net = None
+    request = PredictRequest(model=args.model, budget=args.budget, uncompressed=args.uncompressed,
+                             safety_net=not args.no_safety_net, release=args.release, runtime=args.runtime,
+                             precision=args.precision)
     try:
-        if args.model is not None:
-            source = resolve_model(args.model)
-            artifact = None if is_registry_name(args.model) else args.model
-            target = Deployable(source, artifact)  # its weights hashed once: to find its plan, then to deploy
-            choice = decide(Request(args.runtime, args.precision, [target])).choice
-            model = target.deploy(choice)
-            name = args.model if artifact is None else f"{Path(artifact).name}@{file_sha256(artifact)[:12]}"
-        else:
-            release = load_release(args.release)
-            key = REFERENCE if args.uncompressed else release.key_for(args.budget)
-            if key is None:
-                raise CliError(f"--budget {args.budget:g}: the release {args.release} has the budgets "
-                               f"{', '.join(f'{b:g}' for b in release.budgets())} (--model builds any other)")
-            with_net = key != REFERENCE and not args.no_safety_net
-            # With the safety net both models run: one runtime and precision that suits both.
-            choice = release_choice(release, [key, REFERENCE] if with_net else [key], args.runtime, args.precision)
-            released = load_released(release, key, choice)
-            model, name = released.model, released.name
-            if with_net:
-                rule = safety_net_for(release.models[key], choice.precision)
-                if rule is None:
-                    net = SafetyNetUse(None, None, f"no safety net: the release has no threshold for {key} in "
-                                                   f"{choice.precision} (hscc-mri release --select DIR measures one)")
-                else:
-                    ref = load_released(release, REFERENCE, choice)
-                    net = SafetyNetUse(Fallback(ref.model, rule), ref.name, rule.describe())
+        return load_predictor(request)
     except ReleaseError as e:
         raise CliError(f"{e} (hscc-mri release rebuilds the release; --model NAME|PATH runs another model)") from e
     except (ArtifactError, RuntimeUnavailable, ValueError) as e:
         raise CliError(str(e)) from e
-    info = {"model": name, "runtime": getattr(model, "runtime", choice.runtime),
-            "precision": getattr(model, "precision", choice.precision)}
-    return model, choice, info, net
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
     from ..batch_predict import predict_files
 
     set_threads(args.threads)
-    model, choice, model_info, net = resolve_predict_model(args)  # model_info: {"model", "runtime", "precision"}
-    print(f"running {model_info['model']} in {model.label}" + (f" ({choice.reason})" if choice.reason else ""),
+    predictor = resolve_predict_model(args)
+    model, choice, net = predictor.model, predictor.choice, predictor.net
+    print(f"running {predictor.info['model']} in {model.label}" + (f" ({choice.reason})" if choice.reason else ""),
           file=sys.stderr, flush=True)
     fallback, reference_name = (net.fallback, net.reference_name) if net else (None, None)
     if net:
@@ -152,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     repeats = args.repeats or (5 if args.timing else 0)
     results = predict_files(model, args.files, slice_index=args.slice, series=args.series,
                             batch_size=args.batch_size, readers=args.readers, repeats=repeats, fallback=fallback)
-    return _print_results(results, len(args.files), args.json, model_info, reference_name)
+    return _print_results(results, len(args.files), args.json, predictor.info, reference_name)
 
 
 #: Runs of at least this many files show their progress on stderr.

@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     from hscc_core import ArtifactError
 
-    from ..release import ReleaseError, add_safety_net, make_release
+    from ..release import ReleaseError
+    from ..release_build import add_safety_net, make_release
     from ..safety_net import DEFAULT_TARGET
 
     set_threads(args.threads)

@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from hscc_mri.release import (MANIFEST, REFERENCE, RELEASE_DIR, Release, ReleaseError, load_release, load_released,
-                              make_release, release_choice, verify_release)
+                              release_choice, verify_release)
+from hscc_mri.release_build import make_release
 from hscc_mri.runtimes import has_vnni, resolve_choice
 from models import _registry
 

@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-from hscc_mri.release import MANIFEST, REFERENCE, RELEASE_DIR, add_safety_net, load_release, verify_release
+from hscc_mri.release import MANIFEST, REFERENCE, RELEASE_DIR, load_release, verify_release
+from hscc_mri.release_build import add_safety_net
 from hscc_mri.safety_net import safety_net_for
 
 from tests.mri.test_release import small_release, tiny_registered  # noqa: F401 (fixtures)

@@ -275,7 +275,7 @@ def test_the_pair_comes_from_the_release_and_a_changed_file_is_built_instead(tmp
     import shutil
 
     from hscc_mri.cache import cache_path
-    from hscc_mri.release import make_release
+    from hscc_mri.release_build import make_release
     from models import _registry
     from webapp.models import load_model_pair, release_note
     from webapp.ui import _header
