@@ -119,7 +119,37 @@ def fresh_clone_block() -> str:
     return _wrap(text)
 
 
-BLOCKS = {"start": fresh_clone_block, "runtimes": runtimes_block, "methods": methods_block}
+SAFETY = ("reports/real/safety-net-report-6x.json", "reports/real/safety-net-report-3x.json")
+
+
+def safety_net_block() -> str:
+    """The shipped safety net on the report half: who answered, agreement, accuracy, latency."""
+    reports = [_load(rel) for rel in SAFETY]
+    first = reports[0]
+    caption = (f"The safety net on the {first['data']['n']} scans of the report half of `Testing/` (thresholds "
+               f"chosen on the select half and shipped in `release/manifest.json`; both models in "
+               f"{first['release']['runtime']} {first['release']['precision']} on {first['cpu']}; batch-1 latency "
+               f"is the mean over scans (median of {len(first['latency']['rounds']['net_batch1_ms'])} rounds), the reference's pass "
+               f"added for a scan handed over; ± is the binomial "
+               f"SE). From " + " and ".join(f"[`{rel}`]({rel})" for rel in SAFETY) + ":")
+    rows = []
+    for r in reports:
+        lat = r["latency"]["batch1_mean_ms"]
+        rule = r["release"]["rule"]
+        rows.append([f"`{r['release']['model'].split('@')[0]}`", f"{rule['measure']} < {rule['threshold']:.4f}",
+                     _pct(r["handed_over"]["value"], r["handed_over"]["se"]),
+                     _pct(r["effective_agreement"]["value"], r["effective_agreement"]["se"]),
+                     _pct(r["compressed_alone_agreement"]["value"], r["compressed_alone_agreement"]["se"]),
+                     _pct(r["accuracy"]["net"]["value"], r["accuracy"]["net"]["se"]),
+                     _pct(r["accuracy"]["reference"]["value"], r["accuracy"]["reference"]["se"]),
+                     f"{lat['net']:.0f} vs {lat['dense']:.0f}", f"{lat['dense'] / lat['net']:.2f}x"])
+    header = ["compressed model", "handed over when", "handed over %", "agreement of the answers returned %",
+              "agreement alone %", "accuracy with the net %", "reference accuracy %", "latency ms (net vs dense)",
+              "faster"]
+    return _wrap(caption) + "\n\n" + _table(header, rows)
+
+
+BLOCKS = {"start": fresh_clone_block, "safety": safety_net_block, "runtimes": runtimes_block, "methods": methods_block}
 
 
 def _block_re(key: str) -> re.Pattern[str]:
