@@ -111,6 +111,10 @@ def fresh_clone_block() -> str:
     if landing:
         text += (f" On landing ({landing['date']}, commit {landing['commit']}) the project's CI ran `.ci/run` on a "
                  f"clean checkout in {landing['seconds'] / 60:.1f} min ({landing['result']}).")
+    fast = m.get("fast_tier")
+    if fast:
+        text += (f" The fast tier (`-m \"not e2e\"`) took {fast['seconds'] / 60:.1f} min on an idle machine "
+                 f"({fast['date']}, {fast['passed']} passed, {fast['failed']} failed).")
     tp = _load(THROUGHPUT)
     text += (f" `predict` on the {tp['native']['files']} JPEGs of `Testing/` with the shipped 6x in int8 "
              f"([`{THROUGHPUT}`]({THROUGHPUT}), {tp['date']}): {tp['native']['scans_per_s']:g} scans/s "
