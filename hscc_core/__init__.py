@@ -22,7 +22,8 @@ from .errors import ArtifactError, CompressionError, ConfigError, DistillationEr
 from .finetune import FinetuneConfig, distill, distillation_loss
 from .flops import count_flops, count_params, flops_by_module, input_shape_of
 from .graph import replace_submodule, target_layers
-from .matching import MatchingConfig, MatchingResult, best_weights, function_matching, load_checkpoint, module_teacher
+from .matching import (MatchingConfig, MatchingResult, best_weights, checkpoint_summary, function_matching,
+                       load_checkpoint, module_teacher)
 from .metrics import (ClassificationReport, accuracy, bootstrap_indices, classification_report, confusion_matrix,
                       fidelity, macro_f1, paired_difference, pareto_front, replicate_se)
 from .modules import MODULE_TYPES, register_module_type
@@ -33,7 +34,7 @@ from .views import ViewConfig, draw_views
 
 __all__ = [
     "accuracy", "Allocation", "ArtifactError", "atomic_write", "bench_pair", "BenchResult", "best_weights",
-    "bootstrap_indices", "paired_difference", "pareto_front", "replicate_se",
+    "checkpoint_summary", "bootstrap_indices", "paired_difference", "pareto_front", "replicate_se",
     "classification_report", "ClassificationReport", "compress", "CompressionConfig", "CompressionError",
     "CompressionReport", "ConfigError", "confusion_matrix", "count_flops", "count_params", "distill",
     "distillation_loss", "DistillationError", "draw_views", "fidelity", "file_sha256", "FinetuneConfig", "flops_by_module", "function_matching",

@@ -50,7 +50,8 @@ from .errors import DistillationError
 from .progress import progress_bar
 from .views import ViewConfig, draw_views
 
-__all__ = ["CHECKPOINT_FORMAT", "MatchingConfig", "MatchingResult", "TeacherFn", "best_weights", "feature_layer",
+__all__ = ["CHECKPOINT_FORMAT", "MatchingConfig", "MatchingResult", "TeacherFn", "best_weights", "checkpoint_summary",
+           "feature_layer",
            "function_matching", "load_checkpoint", "matching_loss", "module_teacher", "trainable_modules"]
 
 #: Version of the checkpoint layout (refused when it differs).
@@ -323,7 +324,7 @@ def function_matching(student: nn.Module, teacher: nn.Module, pool: torch.Tensor
     world, rank = distributed.world_size(), distributed.rank()
     if config.batch_size % world:
         raise DistillationError(f"batch_size {config.batch_size} does not split over {world} processes")
-    steps_per_epoch = config.steps_per_epoch or math.ceil(len(pool) / config.batch_size)
+    steps_per_epoch = _steps_per_epoch(config.steps_per_epoch, config.batch_size, len(pool))
     total_steps = config.epochs * steps_per_epoch
 
     student.to(device).eval()  # eval mode: a deployable model's norms are folded, dropout off
@@ -447,9 +448,34 @@ def function_matching(student: nn.Module, teacher: nn.Module, pool: torch.Tensor
                           finished=finished, seconds=time.perf_counter() - t_start)
 
 
+def _steps_per_epoch(steps_per_epoch: int | None, batch_size: int, pool_images: int) -> int:
+    """A run's steps per epoch: as configured, else one pass over the pool."""
+    return steps_per_epoch or math.ceil(pool_images / batch_size)
+
+
+def checkpoint_summary(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The best-so-far student weights kept in a checkpoint and where its run stands: the
+    schedule (``config``), ``before``, ``best`` (``{"epoch", "agreement", "kl"}``),
+    ``history``, ``step`` of ``total_steps``, ``finished``, ``pool_images`` and
+    ``select_images``. A usable model from a run still in progress.
+
+    Raises:
+        DistillationError: as :func:`load_checkpoint`.
+    """
+    state = load_checkpoint(path)
+    config = json.loads(state["key"])
+    pool_images = int(state["pool_images"])
+    step = int(state["step"])
+    total = config["epochs"] * _steps_per_epoch(config["steps_per_epoch"], config["batch_size"], pool_images)
+    return state["best_state"], {
+        "config": config, "before": json.loads(state["before"]), "best": json.loads(state["best"]),
+        "history": json.loads(state["history"]), "step": step, "total_steps": total, "finished": step >= total,
+        "pool_images": pool_images, "select_images": int(state["select_images"])}
+
+
 def best_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The best-so-far student weights kept in a checkpoint and their selection record
     (``{"epoch", "agreement", "kl"}``): a usable model from a run still in progress."""
-    state = load_checkpoint(path)
-    return state["best_state"], json.loads(state["best"])
+    weights, summary = checkpoint_summary(path)
+    return weights, summary["best"]
 

@@ -182,7 +182,7 @@ def export_best(artifact: str | os.PathLike, checkpoint: str | os.PathLike, out:
 
     Args:
         artifact: the compressed artifact the run started from (its structure and report).
-        checkpoint: the run's checkpoint (:func:`hscc_core.load_checkpoint`).
+        checkpoint: the run's checkpoint (:func:`hscc_core.checkpoint_summary`).
         out: where the artifact goes (with its report JSON).
 
     Returns:
@@ -191,30 +191,23 @@ def export_best(artifact: str | os.PathLike, checkpoint: str | os.PathLike, out:
     Raises:
         DistillationError: the checkpoint cannot be read or does not fit the artifact.
     """
-    import json
-
     from .cache import load_report
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    state = hscc_core.load_checkpoint(checkpoint)
+    weights, summary = hscc_core.checkpoint_summary(checkpoint)
     student = load_model(artifact)
     try:
-        student.load_state_dict(state["best_state"])
+        student.load_state_dict(weights)
     except RuntimeError as e:
         raise hscc_core.DistillationError(f"{Path(checkpoint).name} does not fit {Path(artifact).name}: {e}") from e
-    config = json.loads(state["key"])
-    steps_per_epoch = config["steps_per_epoch"] or -(-int(state["pool_images"]) // config["batch_size"])
-    step, total = int(state["step"]), config["epochs"] * steps_per_epoch
-    record = {"distillation": "function matching", "config": config, "before": json.loads(state["before"]),
-              "best": json.loads(state["best"]), "history": json.loads(state["history"]), "step": step,
-              "total_steps": total, "finished": step >= total, "pool_images": int(state["pool_images"]),
-              "select_images": int(state["select_images"]), "exported_from": Path(checkpoint).name,
+    record = {"distillation": "function matching", **summary, "exported_from": Path(checkpoint).name,
               "student": Path(artifact).name, "student_sha256": hscc_core.file_sha256(artifact)}
     report = dict(load_report(artifact))
     report["distillation"] = record
     save_model_with_report(student.eval(), out, report)
-    log(f"wrote {out}: the best epoch ({record['best']['epoch']}) of {Path(checkpoint).name} at step {step}/{total}: "
-        f"selection agreement {record['before']['agreement']:.4f} -> {record['best']['agreement']:.4f}")
+    log(f"wrote {out}: the best epoch ({record['best']['epoch']}) of {Path(checkpoint).name} at step "
+        f"{record['step']}/{record['total_steps']}: selection agreement {record['before']['agreement']:.4f} -> "
+        f"{record['best']['agreement']:.4f}")
     return record
 
 
