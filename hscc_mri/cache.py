@@ -16,7 +16,6 @@ build must bump (the source bytes are not hashed: a comment edit builds nothing 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,6 +30,7 @@ import hscc_core
 from hscc_core import ArtifactError
 
 from .errors import SettingsError
+from .identity import file_sha256, files_identity, key_digest
 from .recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL, compression_config, default_recipe
 from .build import compress_model, save_compressed
 from .resolve import is_registry_name, load_model, resolve_model
@@ -63,7 +63,7 @@ def _source_id(model_name: str) -> tuple[str, str]:
 
         raise ArtifactError(f"{model_name!r} is neither a model name ({', '.join(list_models())}) "
                             "nor an existing file")
-    return path.stem, f"file:{hscc_core.file_sha256(path)}"
+    return path.stem, f"file:{file_sha256(path)}"
 
 
 def calibration_recipe(model_name: str, overrides: dict[str, Any] | None = None):
@@ -76,13 +76,6 @@ def calibration_recipe(model_name: str, overrides: dict[str, Any] | None = None)
     if not is_registry_name(model_name) and Path(model_name).is_file():
         base = hscc_core.load_metadata(model_name).get("base", model_name)
     return replace(default_recipe(base), **(overrides or {}))
-
-
-def _files_identity(paths) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def _config(method: str, budget: float, seed: int):
@@ -99,7 +92,7 @@ def build_key(model_name: str, method: str = DEFAULT_METHOD.value, budget: float
 
     recipe = calibration_recipe(model_name, calibration)
     config = _config(method, budget, recipe.seed)
-    calib_key = ({**recipe.to_dict(), "files": _files_identity(recipe_files(recipe))} if method == "hscc" else None)
+    calib_key = ({**recipe.to_dict(), "files": files_identity(recipe_files(recipe))} if method == "hscc" else None)
     return {"model": _source_id(model_name)[1], "config": config.to_dict(), "calibration": calib_key,
             "algorithm_version": BUILD_ALGORITHM_VERSION}
 
@@ -124,7 +117,7 @@ def cache_path(model_name: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.val
         scans it reads, and :data:`BUILD_ALGORITHM_VERSION` (see :func:`build_key`).
     """
     key = build_key(model_name, method, budget, calibration)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    digest = key_digest(key, 10)
     short = re.sub(r"[^A-Za-z0-9._-]+", "_", _source_id(model_name)[0])
     return Path(cache_dir) / f"{short}-{method}-{budget:g}x-{digest}.safetensors"
 

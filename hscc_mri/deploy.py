@@ -18,7 +18,6 @@ for the plans at hand, and what :meth:`Deployable.deploy` compiles.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import sys
@@ -32,13 +31,15 @@ from torch import nn
 
 from hscc_core import atomic_write
 
+from .bundle import ArtifactBundle
 from .errors import SettingsError
+from .identity import key_digest, module_identity, weights_identity
 from .recipes import default_recipe
 from .runtimes import Choice, CpuKind, backend, compile_model, has_vnni
 from .runtimes.quantize import Int8Plan, plan_int8
 
 __all__ = ["DEFAULT_PRECISION", "INT8_TARGET", "SHIPPED_PLANS", "Deployable", "default_calibration_batches",
-           "deploy", "find_int8_plan", "int8_plan", "module_identity", "plan_path", "weights_identity"]
+           "deploy", "find_int8_plan", "int8_plan"]
 
 #: What ``--precision auto`` and the app run the models in: int8 where every model has a
 #: measured int8 plan for this CPU kind at hand (kept or shipped; nothing is measured at
@@ -56,48 +57,6 @@ DEFAULT_CACHE_DIR = "artifacts"
 _PLAN_FORMAT = 2
 #: Int8 plans of the default builds, measured here and committed (see its README).
 SHIPPED_PLANS = Path(__file__).resolve().parent / "plans"
-
-
-def plan_path(artifact: str | os.PathLike, runtime: str) -> Path:
-    """Where the int8 plan of ``artifact`` for ``runtime`` is kept."""
-    artifact = Path(artifact)
-    stem = artifact.name[: -len(".safetensors")] if artifact.name.endswith(".safetensors") else artifact.name
-    return artifact.with_name(f"{stem}.int8-{runtime}.json")
-
-
-def weights_identity(artifact: str | os.PathLike) -> str:
-    """SHA-256 over what decides an artifact's arithmetic: its structure (base model, spec,
-    replacements) and every tensor (name, dtype, shape, bytes), not the report it carries
-    (whose timings differ between two builds of bit-identical weights)."""
-    import hscc_core
-    from safetensors import safe_open
-
-    meta = hscc_core.load_metadata(artifact)
-    digest = hashlib.sha256(json.dumps({k: meta.get(k) for k in ("base", "model_spec", "replacements")},
-                                       sort_keys=True).encode())
-    with safe_open(str(artifact), framework="pt") as f:
-        for name in sorted(f.keys()):
-            _add_tensor(digest, name, f.get_tensor(name))
-    return digest.hexdigest()
-
-
-def _add_tensor(digest: Any, name: str, tensor: torch.Tensor) -> None:
-    """Feed one named tensor (name, dtype, shape, bytes) into ``digest``."""
-    t = tensor.detach().cpu().contiguous()
-    digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-    digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-
-
-def module_identity(model: nn.Module) -> str:
-    """SHA-256 over what decides a registry model's arithmetic: its spec's name, its class
-    and every tensor of its state (name, dtype, shape, bytes). The pretrained weights come
-    from a pip package, so every install of it has the same identity."""
-    spec = getattr(model, "spec", None)
-    digest = hashlib.sha256(json.dumps({"model": getattr(spec, "name", None), "class": type(model).__qualname__},
-                                       sort_keys=True).encode())
-    for name, t in sorted(model.state_dict().items()):
-        _add_tensor(digest, name, t)
-    return digest.hexdigest()
 
 
 def _plan_key(identity: str, model_name: str, runtime: str, target: float) -> dict[str, Any]:
@@ -166,11 +125,17 @@ class Deployable:
         """The registry model whose default calibration recipe its plans are keyed on."""
         return _base_name(Path(self.artifact)) if self.artifact is not None else self._registry_name()
 
+    @functools.cached_property
+    def bundle(self) -> ArtifactBundle:
+        """Its family of files: beside its artifact, or for a registry model in
+        ``cache_dir`` under its name and weights' identity."""
+        if self.artifact is not None:
+            return ArtifactBundle.of(self.artifact)
+        return ArtifactBundle.for_registry_model(self.cache_dir, self._registry_name(), self.identity)
+
     def plan_path(self, runtime: str) -> Path:
         """Where its int8 plan for ``runtime`` is kept."""
-        if self.artifact is not None:
-            return plan_path(self.artifact, runtime)
-        return Path(self.cache_dir) / f"{self._registry_name()}-{self.identity[:10]}.int8-{runtime}.json"
+        return self.bundle.int8_plan(runtime)
 
     def find_plan(self, runtime: str) -> dict[str, Any] | None:
         """Its int8 plan for ``runtime`` on this CPU kind if one is at hand, else ``None``."""
@@ -186,7 +151,7 @@ class Deployable:
     def plan(self, runtime: str, target: float = INT8_TARGET, calibration: list | Callable[[], list] | None = None,
              progress: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Its int8 plan for ``runtime``, measured once if none is at hand (see :func:`int8_plan`)."""
-        return _plan_at(self.model, runtime, self.identity, self.recipe_name, self.plan_path(runtime), target,
+        return _plan_at(self.model, runtime, self.identity, self.recipe_name, self.bundle, target,
                         calibration, progress, log)
 
     def deploy(self, choice: Choice, progress: bool = True, log: Callable[[str], None] | None = None,
@@ -199,7 +164,7 @@ class Deployable:
         if not plan:
             return compile_model(model, runtime, "int8", calibration=_calibration(calibration, model))
         found = self.plan(runtime, INT8_TARGET, calibration, progress, log)
-        kept = _quantized_path(found, runtime, self.plan_path(runtime))
+        kept = _quantized_path(found, runtime, self.bundle)
         quantized = _load_quantized(kept, runtime)
         options = dict(found.get("options", {}))
         if quantized is not None:
@@ -275,16 +240,17 @@ def find_int8_plan(model: nn.Module, runtime: str, artifact: str | os.PathLike |
     return Deployable(model, artifact, cache_dir).find_plan(runtime)
 
 
-def _plan_at(model: nn.Module, runtime: str, identity: str, model_name: str, side: Path, target: float,
+def _plan_at(model: nn.Module, runtime: str, identity: str, model_name: str, bundle: ArtifactBundle, target: float,
              calibration: list | Callable[[], list] | None, progress: bool,
              log: Callable[[str], None] | None) -> dict[str, Any]:
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     key = _plan_key(identity, model_name, runtime, target)
+    side = bundle.int8_plan(runtime)
     saved = _saved_plan(key, identity, runtime, side)
     if saved is not None:
         return saved
     calibration = _calibration(calibration, model)
-    log(f"measuring which layers of {side.name.split('.int8-')[0]} keep float32 in int8 ({runtime}); once, "
+    log(f"measuring which layers of {bundle.name} keep float32 in int8 ({runtime}); once, "
         f"saved to {side}")
     plan: Int8Plan = plan_int8(model, runtime, calibration, calibration, target=target, progress=progress, log=log,
                                options=key["int8"]["candidates"])
@@ -301,15 +267,13 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _quantized_path(plan: dict[str, Any], runtime: str, sidecar: Path) -> Path:
-    """Where the graph quantised by ``plan`` is kept: beside the plan, named by a hash of
-    the plan's key, its choices and the quantiser's versions (any change: a new file),
-    with the runtime backend's suffix."""
+def _quantized_path(plan: dict[str, Any], runtime: str, bundle: ArtifactBundle) -> Path:
+    """Where the graph quantised by ``plan`` is kept: in the model's bundle, tagged by a hash
+    of the plan's key, its choices and the quantiser's versions (any change: a new file),
+    in the runtime backend's format."""
     what = {"key": plan["key"], "keep_fp32": plan["keep_fp32"], "options": plan.get("options", {}),
             "versions": {p: _version(p) for p in ("openvino", "nncf", "onnxruntime", "onnx", "torch")}}
-    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
-    stem = sidecar.name[: -len(".json")]
-    return sidecar.with_name(f"{stem}-{digest}.{backend(runtime).graph_suffix}")
+    return bundle.int8_graph(runtime, backend(runtime).graph_suffix, tag=key_digest(what, 12))
 
 
 def _load_quantized(path: Path, runtime: str):

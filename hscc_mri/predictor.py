@@ -12,16 +12,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from torch import nn
-
-from hscc_core import file_sha256
 
 from .batch_predict import Fallback
 from .deploy import Deployable
 from .errors import SettingsError
-from .release import REFERENCE, RELEASE_DIR, load_release, load_released, release_choice
+from .identity import file_sha256
+from .release import REFERENCE, RELEASE_DIR, load_release, load_release_models
 from .resolve import is_registry_name, resolve_model
 from .runtimes import Choice, Request, decide
 from .safety_net import safety_net_for
@@ -82,8 +81,9 @@ def _check(request: PredictRequest) -> None:
         raise SettingsError("--no-safety-net applies to the release's compressed model only")
 
 
-def load_predictor(request: PredictRequest) -> Predictor:
-    """The model ``request`` asks for, deployed (see the module docstring).
+def load_predictor(request: PredictRequest, log: Callable[[str], None] | None = None) -> Predictor:
+    """The model ``request`` asks for, deployed (see the module docstring); a fallback from
+    the policy's first choice (e.g. int8 that fails to compile here) is said in ``log``.
 
     Raises:
         SettingsError: options that do not go together, or a budget the release lacks.
@@ -96,8 +96,7 @@ def load_predictor(request: PredictRequest) -> Predictor:
         source = resolve_model(request.model)
         artifact = None if is_registry_name(request.model) else request.model
         target = Deployable(source, artifact)  # its weights hashed once: to find its plan, then to deploy
-        choice = decide(Request(request.runtime, request.precision, [target])).choice
-        model = target.deploy(choice)
+        model, choice = decide(Request(request.runtime, request.precision, [target])).run(target.deploy, log)
         name = request.model if artifact is None else f"{Path(artifact).name}@{file_sha256(artifact)[:12]}"
     else:
         release = load_release(request.release)
@@ -107,17 +106,16 @@ def load_predictor(request: PredictRequest) -> Predictor:
                                 f"{', '.join(f'{b:g}' for b in release.budgets())} (--model builds any other)")
         with_net = key != REFERENCE and request.safety_net
         # With the safety net both models run: one runtime and precision that suits both.
-        choice = release_choice(release, [key, REFERENCE] if with_net else [key], request.runtime,
-                                request.precision)
-        released = load_released(release, key, choice)
-        model, name = released.model, released.name
+        released, *others = load_release_models(release, [key, REFERENCE] if with_net else [key], request.runtime,
+                                                request.precision, log)
+        model, name, choice = released.model, released.name, released.choice
         if with_net:
             rule = safety_net_for(release.models[key], choice.precision)
             if rule is None:
                 net = SafetyNetUse(None, None, f"no safety net: the release has no threshold for {key} in "
                                                f"{choice.precision} (hscc-mri release --select DIR measures one)")
             else:
-                ref = load_released(release, REFERENCE, choice)
+                (ref,) = others
                 net = SafetyNetUse(Fallback(ref.model, rule), ref.name, rule.describe())
     info = {"model": name, "runtime": getattr(model, "runtime", choice.runtime),
             "precision": getattr(model, "precision", choice.precision)}

@@ -29,21 +29,24 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from torch import nn
 
-from hscc_core import ArtifactError, file_sha256
+from hscc_core import ArtifactError
 
 from .errors import ProductError
+from .identity import file_sha256, module_identity
 from .recipes import DEFAULT_METHOD
 from .resolve import load_model, resolve_model
 from .runtimes import Choice, CpuKind, KnownPlans, Request, Runtime, RuntimeUnavailable, backend, compile_model, decide
 
 __all__ = ["FORMAT_VERSION", "INT8_RUNTIME", "MANIFEST", "RELEASE_DIR", "REFERENCE", "Release", "ReleaseError",
-           "ReleasedModel", "compressed_key", "load_release", "load_released", "release_choice", "verify_release"]
+           "ReleasedModel", "compressed_key", "load_release", "load_release_models", "load_released", "release_choice",
+           "verify_release"]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The release folder in the repository (committed; the app and ``predict`` load it).
@@ -177,6 +180,24 @@ def release_choice(release: Release, keys: Sequence[str], runtime: str = "auto",
     return decide(_release_request(release, keys, runtime, precision)).choice
 
 
+def load_release_models(release: Release, keys: Sequence[str], runtime: str = "auto", precision: str = "auto",
+                        log: Callable[[str], None] | None = None) -> list[ReleasedModel]:
+    """The release's models ``keys``, checked and compiled, all in one runtime and
+    precision: the policy's decision (:func:`release_choice`), and when compiling fails
+    here, the next choice of the decision's fallback chain (said in ``log``). A file that
+    fails its check is never a reason to fall back.
+
+    Raises:
+        ReleaseError: a file fails its check, or the reference's installed weights are not
+            the release's.
+        RuntimeUnavailable, SettingsError: as :func:`hscc_mri.runtimes.decide`.
+    """
+    decision = decide(_release_request(release, keys, runtime, precision))
+    models, _choice = decision.run(lambda choice: [load_released(release, key, choice) for key in keys], log,
+                                   fatal=(ReleaseError,))
+    return models
+
+
 def _release_request(release: Release, keys: Sequence[str], runtime: str = "auto",
                      precision: str = "auto") -> Request:
     """The policy's request for the release's models ``keys``: each named by its key, with
@@ -201,6 +222,7 @@ class ReleasedModel:
         choice: the runtime and precision ``model`` runs in.
         entry: its manifest entry.
         artifact: the checked weights file (``None`` for the reference).
+        seconds: how long checking, loading and compiling it took.
     """
 
     key: str
@@ -210,6 +232,7 @@ class ReleasedModel:
     choice: Choice
     entry: dict[str, Any]
     artifact: Path | None
+    seconds: float = 0.0
 
 
 def load_released(release: Release, key: str, choice: Choice) -> ReleasedModel:
@@ -221,12 +244,11 @@ def load_released(release: Release, key: str, choice: Choice) -> ReleasedModel:
             the release's.
         RuntimeUnavailable: ``choice`` cannot run here.
     """
+    t0 = time.perf_counter()
     entry = release.models[key]
     if entry["kind"] == "reference":
         artifact = None
         source = resolve_model(entry["model"])
-        from .deploy import module_identity
-
         found = module_identity(source)
         if found != entry["sha256"]:
             raise ReleaseError(f"the installed weights of {entry['model']} are not the release's (identity "
@@ -248,4 +270,5 @@ def load_released(release: Release, key: str, choice: Choice) -> ReleasedModel:
         compiled.details["quantized_graph"] = {"file": int8["graph"], "reused": True}
     else:
         compiled = compile_model(source, choice.runtime, choice.precision)
-    return ReleasedModel(key, release.name(key), compiled, source, choice, entry, artifact)
+    return ReleasedModel(key, release.name(key), compiled, source, choice, entry, artifact,
+                         time.perf_counter() - t0)

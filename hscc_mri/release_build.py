@@ -27,9 +27,10 @@ import torch
 from torch import nn
 
 import hscc_core
-from hscc_core import file_sha256
 
+from .bundle import ArtifactBundle
 from .cache import BUILD_ALGORITHM_VERSION, build_key, cache_path, calibration_recipe, compressed_model, load_report
+from .identity import file_sha256, module_identity, weights_identity
 from .recipes import DEFAULT_METHOD, DEFAULT_MODEL
 from .release import (FORMAT_VERSION, INT8_RUNTIME, MANIFEST, REFERENCE, RELEASE_DIR, ROOT, ReleaseError,
                       compressed_key, load_release, load_released)
@@ -134,11 +135,12 @@ def _quantise(key: str, stem: str, model: nn.Module, identity: str, artifact: Pa
         f"{', '.join(plan['keep_fp32']) or 'none'})")
     compiled = compile_model(model, INT8_RUNTIME, "int8", calibration=calibration(), keep_fp32=plan["keep_fp32"],
                              int8_options=dict(plan.get("options", {})))
-    graph = f"{stem}.int8-{INT8_RUNTIME}.xml"
-    backend(INT8_RUNTIME).write_graph(compiled, staging / graph)
-    (staging / f"{stem}.int8-{INT8_RUNTIME}.json").write_text(json.dumps(plan, indent=1))
-    return {"runtime": INT8_RUNTIME, "graph": graph, "weights": f"{stem}.int8-{INT8_RUNTIME}.bin",
-            "plan": f"{stem}.int8-{INT8_RUNTIME}.json", "keep_fp32": list(plan["keep_fp32"]),
+    bundle = ArtifactBundle(staging / stem)
+    graph, plan_file = bundle.int8_graph(INT8_RUNTIME, backend(INT8_RUNTIME).graph_suffix), bundle.int8_plan(INT8_RUNTIME)
+    backend(INT8_RUNTIME).write_graph(compiled, graph)
+    plan_file.write_text(json.dumps(plan, indent=1))
+    return {"runtime": INT8_RUNTIME, "graph": graph.name, "weights": graph.with_suffix(".bin").name,
+            "plan": plan_file.name, "keep_fp32": list(plan["keep_fp32"]),
             "options": dict(plan.get("options", {})), "agreement": plan.get("agreement"),
             "measured_on": {"vnni": vnni, "kind": _cpu_kind(vnni)}, "quantised_on": _cpu_kind(has_vnni()),
             "plan_weights_sha256": planned_for, "plan_for_these_weights": planned_for == identity}
@@ -296,8 +298,6 @@ def make_release(out: str | os.PathLike = RELEASE_DIR, data: str | os.PathLike |
     staging = out.with_name(out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    from .deploy import module_identity, weights_identity
-
     reference = resolve_model(model)
     models: dict[str, dict[str, Any]] = {REFERENCE: {
         "kind": "reference", "name": model, "model": model, "sha256": module_identity(reference),

@@ -14,20 +14,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hscc_core import file_sha256
+from .bundle import EVALUATION_SUFFIX, ArtifactBundle
+from .identity import file_sha256
 
 __all__ = ["EVALUATION_SUFFIX", "evaluation_path", "load_evaluation"]
-
-#: What replaces ``.safetensors`` in the name of an artifact's evaluation sidecar.
-EVALUATION_SUFFIX = ".evaluation.json"
 
 
 def evaluation_path(artifact_path: str | os.PathLike[str]) -> Path:
     """Where the evaluation sidecar of an artifact goes:
     ``x.safetensors`` -> ``x.evaluation.json`` (other names get the suffix appended)."""
-    path = Path(artifact_path)
-    stem = path.name[: -len(".safetensors")] if path.name.endswith(".safetensors") else path.name
-    return path.with_name(stem + EVALUATION_SUFFIX)
+    return ArtifactBundle.of(artifact_path).evaluation
 
 
 def load_evaluation(artifact_path: str | os.PathLike[str]) -> dict[str, Any] | None:

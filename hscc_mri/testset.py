@@ -15,7 +15,6 @@ here), which returns it only while its recorded SHA-256 matches the artifact's b
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -33,6 +32,7 @@ from hscc_core import (atomic_write, bootstrap_indices, classification_report, c
 from hscc_core.progress import progress_bar
 
 from .errors import DataError, SettingsError
+from .identity import files_identity
 from .inference import input_batches, probabilities
 from .runtimes.base import source_model
 from .sidecar import EVALUATION_SUFFIX, evaluation_path, load_evaluation
@@ -171,9 +171,8 @@ def load_test_set(folder: str | os.PathLike[str], spec: "ModelSpec", progress: b
     if data.split_dir.resolve() != split_dir:  # e.g. "test" given where "Testing" is its sibling
         raise DataError(f"{split_dir.name!r} is ambiguous beside {data.split_dir.name!r}; "
                         "give the data-set root or rename one of them")
-    digest = hashlib.sha256()
-    for rel, path in sorted((p.relative_to(split_dir).as_posix(), p) for p, _ in data.samples):
-        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    named = sorted((p.relative_to(split_dir).as_posix(), p) for p, _ in data.samples)
+    digest = files_identity([p for _, p in named], names=[rel for rel, _ in named])
     tensors: list[torch.Tensor] = []
     labels: list[int] = []
     files: list[str] = []
@@ -193,7 +192,7 @@ def load_test_set(folder: str | os.PathLike[str], spec: "ModelSpec", progress: b
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
     return TestSet(inputs=torch.stack(tensors), labels=torch.tensor(labels, dtype=torch.int64), files=files,
                    class_names=tuple(data.class_names), skipped=skipped, folder=given.resolve().name,
-                   dataset=split_dir.parent.name, split=split_dir.name, sha256=digest.hexdigest(), spec=spec)
+                   dataset=split_dir.parent.name, split=split_dir.name, sha256=digest, spec=spec)
 
 
 # ----------------------------------------------------------------------------- evaluation

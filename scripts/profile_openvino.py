@@ -1,5 +1,5 @@
 """Where a model's OpenVINO time goes, layer by layer: the model in fp32 and in int8 (its
-deployed plan, through :func:`hscc_mri.deploy.deploy`), each compiled with OpenVINO's
+deployed plan, through :class:`hscc_mri.deploy.Deployable`), each compiled with OpenVINO's
 performance counters, run at batch 1 on a fixed-seed input; the per-node real times are
 summed per layer group (the PyTorch module scope) and by the precision the node ran in.
 
@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import openvino as ov
 
-    from hscc_mri.deploy import deploy
+    from hscc_mri.deploy import Deployable
     from hscc_mri.resolve import resolve_model
-    from hscc_mri.runtimes import Choice, has_native_bf16, layer_groups, node_group
+    from hscc_mri.runtimes import Request, decide, has_native_bf16, layer_groups, node_group
 
     torch.set_num_threads(args.threads)
     model = resolve_model(args.model)
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         config["INFERENCE_PRECISION_HINT"] = "f32"
     result: dict = {"model": Path(args.model).name, "threads": args.threads, "runs": args.runs, "precisions": {}}
     for precision in ("fp32", "int8"):
-        deployed = deploy(model, Choice("openvino", precision), artifact=artifact, progress=False)
+        target = Deployable(model, artifact)
+        deployed = target.deploy(decide(Request("openvino", precision, [target])).choice, progress=False)
         graph = deployed.openvino_graph
         compiled = core.compile_model(graph, "CPU", config)
         per_node, wall = _profile(compiled, x, args.runs)

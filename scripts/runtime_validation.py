@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from choose_preprocessing import probabilities, validation_subset  # noqa: E402
 from hscc_core import fidelity  # noqa: E402
-from hscc_mri.deploy import deploy  # noqa: E402
+from hscc_mri.deploy import Deployable  # noqa: E402
 from hscc_mri.resolve import resolve_model  # noqa: E402
-from hscc_mri.runtimes import Choice, cpu_summary  # noqa: E402
+from hscc_mri.runtimes import Request, cpu_summary, decide  # noqa: E402
 from preprocessing import load_scan, scan_to_model_input  # noqa: E402
 
 
@@ -75,12 +75,14 @@ def main() -> int:
         for item in args.choices:
             runtime, _, precision = item.partition(":")
             t0 = time.perf_counter()
-            compiled = deploy(model, Choice(runtime, precision), artifact=artifact)
+            target = Deployable(model, artifact)
+            choice = decide(Request(runtime, precision, [target])).choice  # explicit: checked, as asked
+            compiled = target.deploy(choice)
             probs = probabilities(compiled, xs)
             add(name, item, probs, own, time.perf_counter() - t0, compiled.details.get("plan"))
             if precision == "int8" and args.plain_int8:
                 t0 = time.perf_counter()
-                plain = deploy(model, Choice(runtime, precision), plan=False)
+                plain = target.deploy(choice, plan=False)
                 add(name, item + " (every layer)", probabilities(plain, xs), own, time.perf_counter() - t0)
     if args.json:
         out = {"cpu": cpu_summary(), "validation_scans": len(xs), "threads": args.threads, "rows": rows}

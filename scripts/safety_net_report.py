@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from hscc_mri.batch_predict import Fallback, predict_files  # noqa: E402
 from hscc_mri.inference import input_batches, probabilities  # noqa: E402
-from hscc_mri.release import REFERENCE, load_release, load_released, release_choice  # noqa: E402
-from hscc_mri.runtimes import Choice, cpu_summary  # noqa: E402
+from hscc_mri.release import REFERENCE, load_release, load_release_models  # noqa: E402
+from hscc_mri.runtimes import cpu_summary  # noqa: E402
 from hscc_mri.safety_net import safety_net_for  # noqa: E402
 from hscc_mri.testset import load_test_set  # noqa: E402
 
@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 
     release = load_release(args.release)
     key = release.key_for(args.budget)
-    choice = release_choice(release, [key, REFERENCE])
-    compressed = load_released(release, key, choice)
-    reference = load_released(release, REFERENCE, choice)
+    compressed, reference = load_release_models(release, [key, REFERENCE],
+                                                log=lambda m: print(m, file=sys.stderr, flush=True))
+    choice = compressed.choice
     rule = safety_net_for(release.models[key], choice.precision)
     if rule is None:
         sys.exit(f"the release has no safety net for {key} in {choice.precision}: hscc-mri release --select DIR")
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_test_set(args.data, reference.source.spec, progress=False)
     root = Path(args.data)
     files = [str(root / f) for f in data.files]
-    ref_fp32 = load_released(release, REFERENCE, Choice("torch", "fp32", "")).source
+    ref_fp32 = reference.source  # the PyTorch float32 model, whatever the choice
     ref_probs = probabilities(ref_fp32, input_batches(data.inputs, 16))
     ref_labels, truth = ref_probs.argmax(1), data.labels.numpy()
     names = list(reference.source.spec.class_names)

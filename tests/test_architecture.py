@@ -98,6 +98,23 @@ def test_loading_the_app_and_the_predictor_loads_no_lab_module():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_the_predict_command_loads_no_lab_module():
+    """``hscc-mri predict`` imports only its own command: the dispatcher loads a command's
+    module when it runs, so the lab's commands (and the report, the target search) stay out
+    of the serving process; the full ``--help`` still lists every command."""
+    lab = [m for m in _serving_contract()["forbidden_modules"] if m.startswith("hscc_mri")]
+    code = ("import sys\nfrom hscc_mri.cli import main\ntry:\n    main(['predict', '--help'])\n"
+            "except SystemExit:\n    pass\n"
+            f"print(sorted(m for m in sys.modules if m.startswith({tuple(lab)!r})))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--safety-net" in out.stdout or "usage:" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    from hscc_mri.cli import COMMANDS, build_parser
+
+    assert all(name in build_parser().format_help() for name in COMMANDS)
+
+
 def test_importing_the_library_loads_no_product_code():
     code = ("import sys, hscc_core; "
             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({PRODUCT_PACKAGES!r})))")

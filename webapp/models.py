@@ -30,7 +30,7 @@ from hscc_core import count_flops, count_params, load_metadata
 from hscc_mri.cache import cache_path, compressed_model, load_report
 from hscc_mri.deploy import Deployable, default_calibration_batches
 from hscc_mri.recipes import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_MODEL
-from hscc_mri.release import REFERENCE, RELEASE_DIR, Release, ReleaseError, load_release, load_released, release_choice
+from hscc_mri.release import REFERENCE, RELEASE_DIR, Release, ReleaseError, load_release, load_release_models
 from hscc_mri.resolve import load_model, resolve_model
 from hscc_mri.runtimes import Choice, Request, cpu_summary, decide
 from hscc_mri.safety_net import safety_net_for
@@ -179,22 +179,12 @@ def load_model_pair(model: str = DEFAULT_MODEL, method: str = DEFAULT_METHOD.val
     # model's weights are hashed once, for the plan look-up, and reused to deploy it.
     targets = [Deployable(compressed, artifact, cache_dir), Deployable(original, reference_file, cache_dir)]
     decision = decide(Request(runtime, precision, targets))
-    choice = decision.choice
     t2 = time.perf_counter()
     # Int8: each model with its own measured plan; the calibration set is read only if a
     # quantised graph is not kept yet, and then once for both.
     calibration = functools.cache(lambda: default_calibration_batches(original))
-    while True:
-        try:
-            fast_compressed, fast_original = [t.deploy(choice, progress=progress, log=log, calibration=calibration)
-                                              for t in targets]
-            break
-        except Exception as e:  # noqa: BLE001 - the decision's fallback chain says which errors move on
-            fallback = decision.fallback(choice, e)
-            if fallback is None:
-                raise
-            log(f"{choice.label} failed here ({type(e).__name__}: {e}); running both models in {fallback.label}")
-            choice = fallback
+    (fast_compressed, fast_original), choice = decision.run(
+        lambda c: [t.deploy(c, progress=progress, log=log, calibration=calibration) for t in targets], log)
     seconds["runtime_compile"] = time.perf_counter() - t2
     log(f"both models run in {choice.label} ({choice.reason or 'as asked'}; CPU: {cpu_summary()}), "
         f"compiled in {seconds['runtime_compile']:.1f} s")
@@ -218,17 +208,13 @@ def _release_pair(folder: Path, model: str, method: str, budget: float, runtime:
     if key is None or rel.models[REFERENCE]["model"] != model:
         return None
     t0 = time.perf_counter()
-    choice = release_choice(rel, [key, REFERENCE], runtime, precision)
     try:
-        compressed = load_released(rel, key, choice)
-        seconds = {"release_load": time.perf_counter() - t0}
-        t1 = time.perf_counter()
-        original = load_released(rel, REFERENCE, choice)
-        seconds["reference_load"] = time.perf_counter() - t1
+        compressed, original = load_release_models(rel, [key, REFERENCE], runtime, precision, log)
+        seconds = {"release_load": compressed.seconds, "reference_load": original.seconds}
     except ReleaseError as e:
         log(f"{e}; building {_file_name(rel, key)} instead")
         return None
-    entry = compressed.entry
+    entry, choice = compressed.entry, compressed.choice
     report = _fill_counts(dict(entry["report"]), original.source, compressed.source)
     evaluation = None
     if entry.get("evaluation"):

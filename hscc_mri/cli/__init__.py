@@ -11,6 +11,7 @@ files in the repository, with a manifest).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from typing import Sequence
@@ -18,10 +19,14 @@ from typing import Sequence
 from hscc_core import HSCCError
 
 from ..errors import ProductError
-from . import bench, compress, distill, evaluate, export, predict, release, report, train
 from ._common import CliError
 
-__all__ = ["CliError", "build_parser", "main"]
+__all__ = ["COMMANDS", "CliError", "build_parser", "main"]
+
+#: The commands, in the order ``--help`` lists them; each is the module of that name in this
+#: package, imported only when its command runs (or the full ``--help`` is asked for), so
+#: ``predict`` loads the serving path and none of the lab's commands.
+COMMANDS = ("train", "compress", "distill", "predict", "bench", "evaluate", "export", "report", "release")
 
 EXAMPLES = """examples:
   hscc-mri train --model alexnet --data phantoms --out checkpoints/alexnet-phantoms.safetensors
@@ -30,16 +35,24 @@ EXAMPLES = """examples:
 """
 
 
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """The parser of every command (``prog`` defaults to the name the CLI was started by)."""
+def build_parser(prog: str | None = None, only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of the command ``only`` (``prog`` defaults to the
+    name the CLI was started by)."""
     parser = argparse.ArgumentParser(
         prog=prog or _program_name(),
         description="HSCC-MRI: train, compress, benchmark, evaluate and run brain-tumour MRI classifiers.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (train, compress, distill, predict, bench, evaluate, export, report, release):
-        command.add_parser(sub)
+    for name in COMMANDS if only is None else (only,):
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (its first word; the top level has no options but
+    ``--help``), when it is one of :data:`COMMANDS`."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 def _program_name() -> str:
@@ -53,7 +66,8 @@ def _program_name() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(only=_command_in(argv)).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (CliError, HSCCError, ProductError) as e:  # typed errors a command did not word itself

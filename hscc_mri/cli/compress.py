@@ -260,14 +260,14 @@ def _run_target(args: argparse.Namespace, model, config, calibration, recipe, se
 def _finish(args: argparse.Namespace, report, report_dict: dict) -> None:
     """After saving: the layer figures (unless ``--no-figures``), the per-layer table and where
     the files went."""
-    import hscc_core
-
+    from ..bundle import ArtifactBundle
     from ..figures import layer_figures
 
+    bundle = ArtifactBundle.of(args.out)
     if not args.no_figures:
-        folder = Path(args.out).with_name(Path(args.out).stem + "_layers")
+        folder = bundle.layers_dir
         paths = layer_figures(report_dict, folder)
         print(f"wrote {len(paths)} layer figures to {folder}/", file=sys.stderr)
     print(report.table(), file=sys.stderr)
-    print(f"saved {args.out} and {hscc_core.report_path(args.out)} ({report.seconds['total']:.0f} s, "
+    print(f"saved {args.out} and {bundle.report} ({report.seconds['total']:.0f} s, "
           f"peak memory {report.peak_memory_mb:.0f} MB)", file=sys.stderr)

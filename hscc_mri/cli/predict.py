@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any, Iterator
 
 from ..release import RELEASE_DIR
@@ -73,7 +74,7 @@ def resolve_predict_model(args: argparse.Namespace):
                              safety_net=not args.no_safety_net, release=args.release, runtime=args.runtime,
                              precision=args.precision)
     try:
-        return load_predictor(request)
+        return load_predictor(request, log=lambda m: print(m, file=sys.stderr, flush=True))
     except ReleaseError as e:
         raise CliError(f"{e} (hscc-mri release rebuilds the release; --model NAME|PATH runs another model)") from e
     except (ArtifactError, RuntimeUnavailable, ValueError) as e:

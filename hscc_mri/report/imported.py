@@ -11,12 +11,12 @@ Reading them costs nothing, which keeps the real-data report within its 60 minut
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..identity import file_sha256
 
 __all__ = ["EVALUATE_COMMAND", "PHANTOM_COMMAND", "load_phantom_report", "load_vgg_evaluation"]
 
@@ -36,10 +36,6 @@ def _shown(path: Path) -> str:
         return path.resolve().relative_to(_ROOT).as_posix()
     except ValueError:
         return path.as_posix()
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_vgg_evaluation(path: str | Path) -> dict[str, Any] | None:
@@ -77,7 +73,7 @@ def load_vgg_evaluation(path: str | Path) -> dict[str, Any] | None:
             "vs_reference": r.get("vs_reference"),
         })
     test = data.get("test_set", {})
-    return {"file": _shown(path), "sha256": _sha256(path), "command": EVALUATE_COMMAND.format(path=_shown(path)),
+    return {"file": _shown(path), "sha256": file_sha256(path), "command": EVALUATE_COMMAND.format(path=_shown(path)),
             "model": data.get("model"), "test_set": {k: test.get(k) for k in ("folder", "split", "n", "class_counts")},
             "bootstrap": data.get("bootstrap"), "latency": data.get("latency"), "rows": rows}
 
@@ -92,6 +88,6 @@ def load_phantom_report(path: str | Path) -> dict[str, Any] | None:
     alexnet = data.get("alexnet") or {}
     if "main" not in alexnet or (alexnet.get("data") or {}).get("source") != "phantoms":
         return None
-    return {"file": _shown(path), "sha256": _sha256(path), "started_at": data.get("started_at"),
+    return {"file": _shown(path), "sha256": file_sha256(path), "started_at": data.get("started_at"),
             "command": PHANTOM_COMMAND.format(folder=_shown(path.parent)),
             "seconds_total": data.get("seconds_total"), "data": alexnet["data"], "main": alexnet["main"]}

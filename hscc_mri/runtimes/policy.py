@@ -23,13 +23,15 @@ precision never hashes weights).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence, TypeVar
 
 from .base import Precision, Runtime, RuntimeUnavailable
 from .cpu import CpuKind
 from .select import Choice, available, resolve_choice
 
 __all__ = ["Decision", "Fallback", "KnownPlans", "ModelPlans", "Request", "decide"]
+
+T = TypeVar("T")
 
 
 class ModelPlans(Protocol):
@@ -124,6 +126,30 @@ class Decision:
         step = self.fallbacks[at]
         why = step.why.format(kind=type(error).__name__, error=error)
         return Choice(step.choice.runtime, step.choice.precision, why)
+
+    def run(self, attempt: Callable[[Choice], T], log: Callable[[str], None] | None = None,
+            fatal: tuple[type[Exception], ...] = ()) -> tuple[T, Choice]:
+        """``attempt(choice)`` (e.g. compile the models) for :attr:`choice`; when it fails
+        with an error the chain accepts, the next fallback, said in ``log``. Errors of the
+        ``fatal`` types (e.g. a release file that fails its check) are never a reason to
+        fall back.
+
+        Returns:
+            ``(what attempt returned, the choice it succeeded with)``.
+        """
+        choice = self.choice
+        while True:
+            try:
+                return attempt(choice), choice
+            except fatal:
+                raise
+            except Exception as e:  # noqa: BLE001 - the chain says which errors move on
+                fallback = self.fallback(choice, e)
+                if fallback is None:
+                    raise
+                if log is not None:
+                    log(f"{choice.label} failed here ({type(e).__name__}: {e}); running in {fallback.label}")
+                choice = fallback
 
 
 def decide(request: Request) -> Decision:

@@ -296,9 +296,9 @@ def test_cli_runtimes_add_one_row_per_model_and_choice(alexnet_files, tmp_path, 
     assert q["source"]["details"]["plan"]["check_images"] > 0  # the artifact's measured int8 plan
     assert q["source"]["details"]["method"] == "onnxruntime static QDQ"
     assert rows["uncompressed [onnxruntime int8]"]["source"]["details"]["plan"]["check_images"] > 0  # its own plan
-    from hscc_mri.deploy import plan_path
+    from hscc_mri.bundle import ArtifactBundle
 
-    assert plan_path(cmp_path, "onnxruntime").is_file() and plan_path(dense, "onnxruntime").is_file()
+    assert all(ArtifactBundle.of(p).int8_plan("onnxruntime").is_file() for p in (cmp_path, dense))
 
 
 def test_cli_runtimes_refuses_what_this_cpu_cannot_run(alexnet_files, capsys):

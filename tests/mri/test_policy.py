@@ -102,6 +102,39 @@ def test_the_fallback_chain_of_an_automatic_choice():
     assert decide(Request("torch", "auto")).fallbacks == ()
 
 
+def test_running_a_decision_walks_its_fallback_chain():
+    """:meth:`Decision.run` (what the app, ``predict`` and the release loader use): the
+    first choice that works, each fallback said once; an error the chain does not accept,
+    or one of the ``fatal`` types, is raised as it is."""
+    floating = resolve_choice("openvino", "auto")
+    decision = decide(Request("auto", "auto", _plans("a", "b")))
+    tried, said = [], []
+
+    def attempt(choice):
+        tried.append((choice.runtime, choice.precision))
+        if choice.precision == "int8":
+            raise ValueError("quantiser failed")
+        return "compiled"
+
+    result, choice = decision.run(attempt, said.append)
+    assert result == "compiled" and (choice.runtime, choice.precision) == (floating.runtime, floating.precision)
+    assert tried == [("openvino", "int8"), (floating.runtime, floating.precision)]
+    assert choice.reason == "fallback: int8 failed (ValueError)"
+    assert len(said) == 1 and "quantiser failed" in said[0] and floating.label in said[0]
+    assert decision.run(lambda c: c.precision) == ("int8", decision.choice)  # nothing failed: no fallback
+
+    class Corrupt(ValueError):
+        pass
+
+    def corrupt(choice):
+        raise Corrupt("a file fails its check")
+
+    with pytest.raises(Corrupt):
+        decision.run(corrupt, fatal=(Corrupt,))
+    with pytest.raises(KeyError):  # float fails for a reason the chain does not accept
+        decision.run(lambda c: (_ for _ in ()).throw(ValueError("x") if c.precision == "int8" else KeyError("y")))
+
+
 def test_deciding_looks_plans_up_once_per_model_and_an_explicit_precision_hashes_nothing(tmp_path, calibration):
     """A Deployable hashes its weights once, on first need: an explicit precision never
     (nothing to look up); auto to find the plan, and deploy reuses that identity."""

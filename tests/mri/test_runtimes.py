@@ -15,8 +15,10 @@ from torch import nn
 
 import hscc_core
 from hscc_mri import runtimes
+from hscc_mri.bundle import ArtifactBundle
 from hscc_mri.calibration import calibration_batches
 from hscc_mri.cli import main
+from hscc_mri.identity import module_identity, weights_identity
 from hscc_mri.inference import predict_tensor
 from hscc_mri.runtimes import (RuntimeUnavailable, available, compile_model, cpu, has_native_bf16, has_vnni, layer_groups,
                                max_probability_gap, node_group, onnx_bytes, resolve_choice, source_model)
@@ -364,9 +366,9 @@ def test_int8_plan_is_measured_once_kept_beside_the_artifact_and_found_when_ship
     messages: list[str] = []
     first = deploy.int8_plan(compressed, "openvino", path, calibration=calibration, progress=False,
                              log=messages.append)
-    side = deploy.plan_path(path, "openvino")
+    side = ArtifactBundle.of(path).int8_plan("openvino")
     assert side.is_file() and any("measuring" in m for m in messages)
-    assert first["key"]["weights_sha256"] == deploy.weights_identity(path)
+    assert first["key"]["weights_sha256"] == weights_identity(path)
     assert first["key"]["int8"]["vnni"] == has_vnni() and "candidates" in first["key"]["int8"]
     messages.clear()
     assert deploy.int8_plan(compressed, "openvino", path, calibration=calibration, log=messages.append) == first
@@ -431,7 +433,7 @@ def test_deploy_plans_a_registry_model_and_keeps_its_quantised_graph(runtime, ca
     messages: list[str] = []
     first = deploy.deploy(mini, Choice(runtime, "int8"), calibration=calibration, cache_dir=tmp_path,
                           progress=False, log=messages.append)
-    identity = deploy.module_identity(mini)
+    identity = module_identity(mini)
     side = tmp_path / f"{SPEC.name}-{identity[:10]}.int8-{runtime}.json"
     assert side.is_file() and any("measuring" in m for m in messages)
     assert first.details["plan"]["keep_fp32"] == json.loads(side.read_text())["keep_fp32"]
@@ -445,7 +447,7 @@ def test_deploy_plans_a_registry_model_and_keeps_its_quantised_graph(runtime, ca
     other = copy.deepcopy(mini)
     with torch.no_grad():
         next(other.parameters()).mul_(1.5)
-    assert deploy.module_identity(other) != identity
+    assert module_identity(other) != identity
     third = deploy.deploy(other, Choice(runtime, "int8"), calibration=calibration, cache_dir=tmp_path,
                           progress=False, log=messages.append)
     assert third.details["quantized_graph"]["reused"] is False and any("measuring" in m for m in messages)
