@@ -184,3 +184,19 @@ def test_library_and_product_raise_typed_errors_not_bare_value_errors():
             if n:
                 found[path.relative_to(ROOT).as_posix()] = n
     assert found == BARE_VALUE_ERRORS, f"raise a typed error (hscc_core.errors / hscc_mri.errors) instead: {found}"
+
+
+def test_the_structure_report_measures_this_tree():
+    """``scripts/structure.py`` (the before/after numbers of issue 25's closing note) sees
+    what the contracts enforce: no cycle inside the product, no serving import of the lab,
+    every product module placed, and the lines of each layer."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("structure", ROOT / "scripts" / "structure.py")
+    structure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(structure)
+    result = structure.measure(ROOT)
+    assert result["product_cycles"] == [] and result["serving_imports_of_lab"] == []
+    assert "unplaced" not in result["lines"]
+    assert all(result["lines"][layer] > 0 for layer in ("app", "serving", "lab", "library"))
+    assert structure._cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
