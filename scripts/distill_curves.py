@@ -1,0 +1,76 @@
+"""The distillation curves of issue 23 from the runs' records (``hscc-mri distill --json``):
+selection agreement with the reference, with its binomial SE, and KL, against epochs and
+against the number of training scans, at each budget, with the cost per epoch.
+
+    python scripts/distill_curves.py reports/real/distill-6x-e5.json runs/distill/pool6x-*.json \\
+        --json reports/real/distill-curves.json
+
+Every number is read from the records; nothing is measured here. The SE is the binomial
+one of one agreement measurement (``sqrt(p (1 - p) / n)`` on the selection scans); two
+points of one curve are measured on the same scans, so their difference is known better
+than the two SEs suggest, but a best-of-N epoch is optimistic by about that SE.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _budget(student: str) -> str:
+    found = re.search(r"-(\d+(?:\.\d+)?)x", student)
+    return f"{found.group(1)}x" if found else "?"
+
+
+def curve_rows(record: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    """One row for the start and one per epoch of one run's record."""
+    n = record["select_images"]
+    pool = record.get("pool", {}).get("n") or record["pool_images"]
+    config = record["config"]
+    base = {"run": source, "budget": _budget(record.get("student", "")), "pool_scans": pool,
+            "steps_per_epoch": record["steps_per_epoch"], "epochs_planned": config["epochs"], "lr": config["lr"],
+            "feature_weight": config["feature_weight"], "select_scans": n}
+
+    def row(epoch: int, agreement: float, kl: float, **more: Any) -> dict[str, Any]:
+        return {**base, "epoch": epoch, "agreement": agreement,
+                "agreement_se": math.sqrt(agreement * (1 - agreement) / n), "kl": kl, **more}
+
+    rows = [row(0, record["before"]["agreement"], record["before"]["kl"])]
+    for h in record["history"]:
+        rows.append(row(h["epoch"], h["agreement"], h["kl"], step=h["step"], train_seconds=h["train_seconds"],
+                        seconds_per_step=h["train_seconds"] / max(1, h["step"] - (rows[-1].get("step") or 0))))
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """A markdown table of :func:`curve_rows`' rows."""
+    out = ["| run | budget | pool scans | epoch | steps | select agreement | KL | s/step |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        sps = f"{r['seconds_per_step']:.1f}" if r.get("seconds_per_step") else ""
+        out.append(f"| {Path(r['run']).stem} | {r['budget']} | {r['pool_scans']} | {r['epoch']} | {r.get('step', 0)} | "
+                   f"{100 * r['agreement']:.1f}% ± {100 * r['agreement_se']:.1f} | {r['kl']:.3f} | {sps} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("records", nargs="+", type=Path, help="run records written by hscc-mri distill --json")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = ap.parse_args(argv)
+    rows = []
+    for path in args.records:
+        rows += curve_rows(json.loads(path.read_text()), path.name)
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps({"records": [p.name for p in args.records], "rows": rows}, indent=1) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
