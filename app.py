@@ -76,15 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also create a public *.gradio.live link (traffic, including scans, goes through "
                         "Gradio's relay servers; needs internet)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores available)")
-    from hscc_mri.runtimes import PRECISIONS, RUNTIMES
+    from hscc_mri.cli._common import add_runtime_arguments
 
-    p.add_argument("--runtime", default="auto", choices=("auto", *RUNTIMES),
-                   help="runtime of both models (default: auto, the fastest measured for this CPU: OpenVINO "
-                        "when installed); the page names it")
-    p.add_argument("--precision", default="auto", choices=("auto", *PRECISIONS),
-                   help="arithmetic of both models (default: auto: int8 when both have a measured int8 plan for "
-                        "this CPU kind, shipped for the default models on CPUs without VNNI; else bf16 where "
-                        "native, else fp32; int8 measures a missing plan once)")
+    add_runtime_arguments(p, models="both models")  # the same options as hscc-mri predict; the page names them
     p.add_argument("--repeats", type=int, default=7, help="timed runs per model and scan; the median is shown "
                    "(default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=2,

@@ -33,14 +33,19 @@ def parse_grid(text: str) -> tuple[int, int]:
     return gh, gw
 
 
-def add_runtime_arguments(p: argparse.ArgumentParser, default: str = "auto") -> None:
-    """``--runtime`` and ``--precision`` (see :mod:`hscc_mri.runtimes`)."""
+def add_runtime_arguments(p: argparse.ArgumentParser, default: str = "auto", models: str = "the model") -> None:
+    """``--runtime`` and ``--precision`` (see :mod:`hscc_mri.runtimes`) of ``models`` (how
+    the help names what runs: ``"the model"``, ``"both models"``), for every command and
+    the app alike."""
     from ..runtimes import PRECISIONS, RUNTIMES
 
+    every = "both have" if models == "both models" else f"{models} has"
     p.add_argument("--runtime", default=default, choices=("auto", *RUNTIMES),
-                   help="inference runtime; auto: the fastest measured for this CPU (OpenVINO when installed)")
+                   help=f"inference runtime of {models}; auto: the fastest measured for this CPU (OpenVINO when "
+                        "installed)")
     p.add_argument("--precision", default=default, choices=("auto", *PRECISIONS),
-                   help="arithmetic; bf16 only on CPUs with native bfloat16; int8 is calibrated on the "
-                        "default calibration set; auto: int8 when the model has a measured int8 plan for this "
-                        "CPU kind (kept or shipped), else bf16 where native, else fp32")
+                   help=f"arithmetic of {models}; bf16 only on CPUs with native bfloat16; int8 runs the "
+                        f"release's shipped graph or is calibrated on the default calibration set; auto: int8 "
+                        f"when {every} a measured int8 plan for this CPU kind (kept or shipped), else bf16 where "
+                        "native, else fp32")
 
