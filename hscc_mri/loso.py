@@ -24,7 +24,7 @@ from .errors import DataError
 from .inference import probabilities
 from .recipes import LEGACY_RECIPE
 
-__all__ = ["compare_on", "leave_one_scan_out", "probabilities"]
+__all__ = ["compare_on", "format_folds", "leave_one_scan_out", "probabilities"]
 
 
 def compare_on(reference: nn.Module, compressed: nn.Module, batches: Sequence[torch.Tensor]) -> dict[str, Any]:
@@ -90,3 +90,20 @@ def leave_one_scan_out(model: nn.Module, config: CompressionConfig, scans: Seque
         "views_mean_kl": float(np.mean([f["views_mean_kl"] for f in folds])),
         "folds": folds, "seconds": time.perf_counter() - t0,
     }
+
+
+def format_folds(result: dict[str, Any]) -> str:
+    """The result of :func:`leave_one_scan_out` as printable lines: the configuration and
+    its totals, then one line per held-out scan (``DIFF`` where the label changed)."""
+    cfg = result["config"]
+    name = cfg["method"] + (f" {cfg['budget']:g}x" if cfg.get("budget") else f" energy {cfg['energy']}")
+    if cfg["method"] == "hscc":
+        name += f" {cfg['regions'][0]}x{cfg['regions'][1]} K{cfg['clusters']}"
+    lines = [f"{name}: held-out scans agree {result['agreement_count']}/{result['scans']}, "
+             f"mean KL {result['mean_kl']:.4f}; held-out views agree {result['views_agreement']:.1%}, "
+             f"mean KL {result['views_mean_kl']:.4f} ({result['seconds']:.0f} s)"]
+    for f in result["folds"]:
+        mark = "ok " if f["agree"] else "DIFF"
+        lines.append(f"  {mark} {f['file']:<28} {f['label_reference']:>11} -> {f['label_compressed']:<11} "
+                     f"KL {f['kl']:.4f}  views {f['views_agreement']:.0%}")
+    return "\n".join(lines)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING
 
 from ._common import CliError
+
+if TYPE_CHECKING:
+    from ..bench_run import BenchRequest, PeerBenchRequest
 
 _DESCRIPTION = """\
 Two modes, both timing every model in one process on this machine's CPU.
@@ -138,9 +139,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``bench`` in the two-model or the peer mode."""
-    if args.peers:
-        return _run_peers(args)
+    """Run ``bench`` in the two-model or the peer mode: the options as a request of that
+    mode, given to :mod:`hscc_mri.bench_run`, whose typed errors become one-line user
+    errors; the result printed as a table or JSON."""
+    from hscc_core import HSCCError
+
+    from ..bench_run import bench_peer_models, bench_two_models
+    from ..errors import ProductError
+
+    try:
+        result = bench_peer_models(_peer_request(args)) if args.peers else bench_two_models(_request(args))
+    except (HSCCError, ProductError) as e:
+        raise CliError(str(e)) from e
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table(), flush=True)
+    return 0
+
+
+def _timing(args: argparse.Namespace) -> dict[str, int]:
+    """``--runs`` and ``--warmup`` where given (absent: the mode's defaults, in its request)."""
+    return {k: v for k, v in (("runs", args.runs), ("warmup", args.warmup)) if v is not None}
+
+
+def _request(args: argparse.Namespace) -> BenchRequest:
+    """The two-model mode's options as a :class:`hscc_mri.bench_run.BenchRequest`; those of
+    the peer mode are refused (the request has no field for them)."""
+    from ..bench_run import BenchRequest
+
     for flag in ("choices", "evaluation", "plot"):
         if getattr(args, flag) is not None:
             raise CliError(f"--{flag} needs --peers")
@@ -149,127 +173,20 @@ def run(args: argparse.Namespace) -> int:
     if len(args.vs) != 1:
         raise CliError(f"the two-model mode compares exactly one --vs model with --model (got {len(args.vs)}); "
                        f"use --peers for more")
-    from hscc_core import ArtifactError, bench_pair
-
-    from ..resolve import resolve_model
-
-    models = []
-    for flag, name in (("--model", args.model), ("--vs", args.vs[0])):
-        try:
-            models.append(resolve_model(name))
-        except ArtifactError as e:
-            raise CliError(f"{flag}: {e}") from e
-    try:
-        result = bench_pair(models[0], models[1], batch_sizes=args.batch_sizes,
-                            runs=30 if args.runs is None else args.runs,
-                            warmup=5 if args.warmup is None else args.warmup, threads=args.threads,
-                            channels_last=args.channels_last is not False, name_a=args.model, name_b=args.vs[0])
-    except ValueError as e:
-        raise CliError(str(e)) from e
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table(), flush=True)
-    return 0
+    return BenchRequest(model=args.model, vs=args.vs[0], batch_sizes=tuple(args.batch_sizes), threads=args.threads,
+                        channels_last=args.channels_last is not False, **_timing(args))
 
 
-def _bench_name(arg: str, taken: set[str]) -> str:
-    """A registry name as it is; an artifact path as its file name without ``.safetensors``
-    (what ``evaluate`` names its row); made unique."""
-    from ..resolve import is_registry_name
-
-    name = arg
-    if not is_registry_name(arg):
-        file = Path(arg).name
-        name = file[: -len(".safetensors")] if file.endswith(".safetensors") else file
-    out, i = name, 2
-    while out in taken:
-        out, i = f"{name} ({i})", i + 1
-    taken.add(out)
-    return out
-
-
-def _deploy_int8(models: dict, paths: dict, keep: dict, cache_dir: str) -> Callable[[str, str, str], Any]:
-    """For ``bench_peers(compile_with=...)``: a model without ``--keep-fp32`` runs int8 as
-    the product does, through :func:`hscc_mri.deploy.deploy`: with its measured int8 plan
-    per runtime (the float32 layers and the quantiser settings; a compressed artifact's
-    kept beside it, a registry model's in the cache folder) and the quantised graph kept
-    by an earlier start. The default calibration set is read once, only if something
-    must be quantised."""
-    import functools
-
-    from ..deploy import Deployable, default_calibration_batches
-    from ..runtimes import Precision, Request, decide
-
-    calibration = functools.cache(lambda: default_calibration_batches(next(iter(models.values()))))
-    # One Deployable a model: its weights are hashed once across the runtimes benchmarked.
-    targets = {name: Deployable(model, paths.get(name), cache_dir) for name, model in models.items()}
-
-    def compile_with(name: str, runtime: str, precision: str):
-        model = models[name]
-        if precision != "int8" or runtime == "torch" or name in keep or \
-                getattr(model, "spec", None) is None and name not in paths:
-            return None
-        choice = decide(Request(runtime, Precision.INT8)).choice  # asked explicitly: checked, no fallback
-        return targets[name].deploy(choice, calibration=calibration)
-
-    return compile_with
-
-
-def _run_peers(args: argparse.Namespace) -> int:
-    from hscc_core import ArtifactError
-
-    from ..peers import bench_peers
-    from ..resolve import resolve_model
-    from ..runtimes import available, cpu_summary
+def _peer_request(args: argparse.Namespace) -> PeerBenchRequest:
+    """The peer mode's options as a :class:`hscc_mri.bench_run.PeerBenchRequest`; a layout
+    option of the two-model mode is refused."""
+    from ..bench_run import PeerBenchRequest
 
     if args.channels_last is not None:
         raise CliError("--channels-last/--contiguous apply to the two-model mode; --peers runs PyTorch as the "
                        "product does (channels-last weights)")
-    if args.plot and not args.evaluation:
-        raise CliError("--plot draws latency against accuracy: give --evaluation FILE (from `hscc-mri evaluate "
-                       "--data DIR --json FILE`)")
-    evaluation = None
-    if args.evaluation:
-        try:
-            evaluation = json.loads(Path(args.evaluation).read_text())
-        except (OSError, ValueError) as e:
-            raise CliError(f"--evaluation {args.evaluation}: {e}") from e
-    models, taken, paths = {}, set(), {}
-    for flag, arg in [("--model", args.model)] + [("--vs", v) for v in args.vs]:
-        try:
-            name = _bench_name(arg, taken)
-            models[name] = resolve_model(arg)
-        except ArtifactError as e:
-            raise CliError(f"{flag}: {e}") from e
-        if flag == "--vs" and Path(arg).is_file():
-            paths[name] = arg
-    for flag, pairs in (("--keep-fp32", args.keep_fp32), ("--evaluation-name", args.evaluation_name)):
-        unknown = sorted({name for name, _ in pairs} - set(models))
-        if unknown:
-            raise CliError(f"{flag} names no benchmarked model: {', '.join(unknown)} (models: {', '.join(models)})")
-    keep: dict = {}
-    for name, layers in args.keep_fp32:
-        keep.setdefault(name, []).extend(g for g in layers.split(",") if g)
-    choices = args.choices or available()
-    try:
-        result = bench_peers(models, choices, batch_sizes=args.batch_sizes,
-                             runs=20 if args.runs is None else args.runs,
-                             warmup=3 if args.warmup is None else args.warmup, threads=args.threads,
-                             keep_fp32=keep, evaluation=evaluation, evaluation_names=dict(args.evaluation_name),
-                             skip_failures=True, evaluation_file=args.evaluation,
-                             compile_with=_deploy_int8(models, paths, keep, args.cache_dir))
-    except ValueError as e:
-        raise CliError(str(e)) from e
-    if args.plot:
-        from ..figures import pareto_figure
-
-        title = (f"{result.reference}: latency (batch 1, {result.threads} thread(s)) vs test accuracy\n"
-                 f"CPU: {cpu_summary()}")
-        try:
-            path = pareto_figure(result.rows(), args.plot, title)
-        except ValueError as e:
-            raise CliError(f"--plot: {e}") from e
-        print(f"wrote {path}", file=sys.stderr)
-    if args.save:
-        Path(args.save).write_text(json.dumps(result.to_dict(), indent=1))
-        print(f"wrote {args.save}", file=sys.stderr)
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table(), flush=True)
-    return 0
+    return PeerBenchRequest(
+        model=args.model, vs=tuple(args.vs), choices=None if args.choices is None else tuple(args.choices),
+        batch_sizes=tuple(args.batch_sizes), threads=args.threads, keep_fp32=tuple(args.keep_fp32),
+        evaluation=args.evaluation, evaluation_names=tuple(args.evaluation_name), plot=args.plot, save=args.save,
+        cache_dir=args.cache_dir, **_timing(args))

@@ -17,7 +17,7 @@ from hscc_mri.resolve import load_model, resolve_model, save_model
 from hscc_core.allocate import LayerPlan, greedy_ranks
 from hscc_core.compression import compress
 from hscc_core import CompressionConfig
-from hscc_mri.loso import compare_on, leave_one_scan_out
+from hscc_mri.loso import compare_on, format_folds, leave_one_scan_out
 from hscc_mri.figures import layer_figures, region_kept_shares
 from hscc_core.finetune import FinetuneConfig, distill, distillation_loss
 from hscc_core.timing import optimize_for_inference, time_forward
@@ -216,6 +216,23 @@ def test_leave_one_scan_out_holds_each_scan_out(small):
     assert res["scans"] == 3 and 0 <= res["agreement_count"] <= 3
     assert res["mean_kl"] >= 0 and 0 <= res["views_agreement"] <= 1
     json.dumps(res)  # JSON-able
+
+
+def test_format_folds_prints_the_totals_and_one_line_per_held_out_scan():
+    folds = [{"file": "a.jpg", "label_reference": "glioma", "label_compressed": "glioma", "kl": 0.001, "agree": True,
+              "views_agreement": 1.0},
+             {"file": "b.jpg", "label_reference": "meningioma", "label_compressed": "notumor", "kl": 0.0236,
+              "agree": False, "views_agreement": 0.5}]
+    res = {"config": {"method": "hscc", "budget": 6.0, "regions": [2, 2], "clusters": 3}, "scans": 2,
+           "agreement_count": 1, "mean_kl": 0.0123, "views_agreement": 0.75, "views_mean_kl": 0.5, "seconds": 12.4,
+           "folds": folds}
+    lines = format_folds(res).splitlines()
+    assert lines[0] == ("hscc 6x 2x2 K3: held-out scans agree 1/2, mean KL 0.0123; held-out views agree 75.0%, "
+                        "mean KL 0.5000 (12 s)")
+    assert lines[1].split() == ["ok", "a.jpg", "glioma", "->", "glioma", "KL", "0.0010", "views", "100%"]
+    assert lines[2].split() == ["DIFF", "b.jpg", "meningioma", "->", "notumor", "KL", "0.0236", "views", "50%"]
+    svd = format_folds({**res, "config": {"method": "svd", "budget": None, "energy": 0.9}})
+    assert svd.startswith("svd energy 0.9: held-out scans agree 1/2")
 
 
 def test_channels_last_inference_matches_contiguous(small):

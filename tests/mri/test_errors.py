@@ -39,3 +39,17 @@ def test_release_and_runtime_errors_are_product_errors_too(tmp_path):
         load_release(tmp_path)
     assert isinstance(caught.value, ProductError) and isinstance(caught.value, hscc_core.ArtifactError)
     assert issubclass(RuntimeUnavailable, ProductError) and issubclass(RuntimeUnavailable, RuntimeError)
+
+
+def test_typed_value_errors_types_bare_value_errors_only():
+    from hscc_mri.errors import typed_value_errors
+
+    with pytest.raises(DataError, match="^bad rows$") as caught:
+        with typed_value_errors(DataError):
+            raise ValueError("bad rows")  # what code outside the product may still raise
+    assert type(caught.value.__cause__) is ValueError
+    for typed in (SettingsError("s"), hscc_core.ConfigError("c"), KeyError("k")):  # typed, or no ValueError
+        with pytest.raises(type(typed)) as caught:
+            with typed_value_errors(DataError):
+                raise typed
+        assert caught.value is typed
