@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import subprocess
 import sys
 import tomllib
 from collections import defaultdict
@@ -165,7 +166,8 @@ def measure(root: Path, contract_from: Path = ROOT / "pyproject.toml") -> dict[s
     cycles = _cycles(graph)
     largest = sorted(((len(p.read_text().splitlines()), n) for n, p in modules.items() if n.startswith("hscc_mri")),
                      reverse=True)[:5]
-    return {"root": str(root), "lines": dict(lines), "modules": dict(count), "imports_inside_functions": dict(inside),
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return {"commit": commit.stdout.strip() or None, "lines": dict(lines), "modules": dict(count), "imports_inside_functions": dict(inside),
             "product_cycles": cycles, "serving_imports_of_lab": sorted(set(serving_to_lab)),
             "largest_product_modules": [{"module": n, "lines": k} for k, n in largest]}
 
