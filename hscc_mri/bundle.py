@@ -6,6 +6,7 @@ by the artifact's *stem* (its name without ``.safetensors``) plus one suffix eac
     <stem>.safetensors                       the model (hscc_core.save)
     <stem>.json                              its compression report (hscc_core.save_with_report)
     <stem>.evaluation.json                   its measurement on a labelled test set
+    <stem>.target.json                       the curve of the --target-agreement search that chose it
     <stem>.int8-<runtime>.json               its int8 plan for a runtime (which layers stay float32)
     <stem>.int8-<runtime>[-<tag>].<xml|onnx> its quantised graph (+ .bin for OpenVINO IR);
                                              the cache tags it by the plan and quantiser versions,
@@ -28,12 +29,14 @@ from pathlib import Path
 
 import hscc_core
 
-__all__ = ["ARTIFACT_SUFFIX", "EVALUATION_SUFFIX", "ArtifactBundle"]
+__all__ = ["ARTIFACT_SUFFIX", "EVALUATION_SUFFIX", "TARGET_SUFFIX", "ArtifactBundle"]
 
 #: The suffix of a model file.
 ARTIFACT_SUFFIX = ".safetensors"
 #: What replaces :data:`ARTIFACT_SUFFIX` in the name of its evaluation sidecar.
 EVALUATION_SUFFIX = ".evaluation.json"
+#: What replaces :data:`ARTIFACT_SUFFIX` in the name of its target-search curve.
+TARGET_SUFFIX = ".target.json"
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,11 @@ class ArtifactBundle:
     def evaluation(self) -> Path:
         """The evaluation sidecar (its measurement on a labelled test set)."""
         return self._with(EVALUATION_SUFFIX)
+
+    @property
+    def target_curve(self) -> Path:
+        """The curve of the ``--target-agreement`` search that chose the model."""
+        return self._with(TARGET_SUFFIX)
 
     def int8_plan(self, runtime: str) -> Path:
         """The int8 plan for ``runtime``."""

@@ -25,6 +25,7 @@ from torch import nn
 import hscc_core
 from hscc_core import TargetResult
 
+from .bundle import TARGET_SUFFIX, ArtifactBundle
 from .errors import SettingsError
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: scan reading loads on use
@@ -37,8 +38,6 @@ __all__ = ["DEFAULT_TIME_LIMIT_S", "TARGET_SUFFIX", "SelectionEvaluator", "check
 #: ``--time-limit``'s default: an hour, i.e. the VGG16's statistics and two to three
 #: trials of 15-20 min each (sequential refit on 256 scans, 2 shared cores).
 DEFAULT_TIME_LIMIT_S = 3600.0
-#: What replaces ``.safetensors`` in the name of the curve file.
-TARGET_SUFFIX = ".target.json"
 #: The held-back half of ``Testing/`` (:data:`hscc_mri.halves.HALVES`): never tuned on.
 REPORT_HALF = "report"
 _BATCH = 16
@@ -46,8 +45,7 @@ _BATCH = 16
 
 def target_path(artifact: str | os.PathLike) -> Path:
     """Where the curve of the search that chose ``artifact`` goes: ``<stem>.target.json``."""
-    path = Path(artifact)
-    return path.with_name(path.stem + TARGET_SUFFIX)
+    return ArtifactBundle.of(artifact).target_curve
 
 
 def check_select_folder(folder: str | os.PathLike) -> None:

@@ -25,6 +25,7 @@ def test_every_member_is_the_stem_plus_one_suffix(tmp_path):
     assert bundle.artifact == tmp_path / "vgg16-hscc-6x.safetensors"
     assert bundle.report == tmp_path / "vgg16-hscc-6x.json" == hscc_core.report_path(bundle.artifact)
     assert bundle.evaluation == tmp_path / "vgg16-hscc-6x.evaluation.json" == evaluation_path(bundle.artifact)
+    assert bundle.target_curve == tmp_path / "vgg16-hscc-6x.target.json"
     assert bundle.int8_plan("openvino") == tmp_path / "vgg16-hscc-6x.int8-openvino.json"
     assert bundle.int8_graph("openvino", "xml") == tmp_path / "vgg16-hscc-6x.int8-openvino.xml"
     assert bundle.int8_graph("onnxruntime", "onnx", tag="ab12") == tmp_path / "vgg16-hscc-6x.int8-onnxruntime-ab12.onnx"
@@ -112,6 +113,7 @@ def test_no_module_spells_a_sidecar_name_itself():
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#")[0]
-            if any(s in code for s in ('".int8-', "'.int8-", '.int8-{', '"_layers"', '".evaluation.json"')):
+            if any(s in code for s in ('".int8-', "'.int8-", '.int8-{', '"_layers"', '".evaluation.json"',
+                                       '".target.json"')):
                 spelt.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert spelt == []
