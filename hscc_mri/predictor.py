@@ -105,8 +105,10 @@ def load_predictor(request: PredictRequest, log: Callable[[str], None] | None = 
             raise SettingsError(f"--budget {request.budget:g}: the release {request.release} has the budgets "
                                 f"{', '.join(f'{b:g}' for b in release.budgets())} (--model builds any other)")
         with_net = key != REFERENCE and request.safety_net
-        # With the safety net both models run: one runtime and precision that suits both.
-        released, *others = load_release_models(release, [key, REFERENCE] if with_net else [key], request.runtime,
+        # With the safety net both models run: one runtime and precision that suits both. A
+        # release with no threshold for this model never runs the reference: not loaded.
+        both = with_net and bool(release.models[key].get("safety_net"))
+        released, *others = load_release_models(release, [key, REFERENCE] if both else [key], request.runtime,
                                                 request.precision, log)
         model, name, choice = released.model, released.name, released.choice
         if with_net:
