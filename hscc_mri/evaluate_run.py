@@ -197,10 +197,11 @@ def _add_runtime_rows(reference: nn.Module, candidates: dict[str, nn.Module], so
     (int8: each with its measured plan, kept beside its file, or for a registry
     reference in ``cache_dir``)."""
     from .deploy import Deployable, default_calibration_batches
+    from .peers import REFERENCE_ROW
     from .runtimes import RuntimeUnavailable
 
     # One Deployable a model: its weights are hashed once, whatever the number of int8 choices.
-    base = [("uncompressed", Deployable(reference, reference_file, cache_dir))] + \
+    base = [(REFERENCE_ROW, Deployable(reference, reference_file, cache_dir))] + \
         [(n, Deployable(m, files.get(n, (None,))[0], cache_dir)) for n, m in candidates.items()]
     # Every model here shares the reference's input contract, so one read of the default
     # calibration set serves every int8 compile (and each plan measured anew).
@@ -252,6 +253,7 @@ def evaluate_test_set(request: EvaluateRequest, show: Callable[[str], None] = _s
     from . import cache
     from .bundle import ArtifactBundle
     from .identity import file_sha256
+    from .peers import REFERENCE_ROW
     from .resolve import load_model, resolve_model
     from .testset import add_same_runtime_agreement, evaluate_models, format_table, load_test_set, write_evaluation
 
@@ -269,7 +271,7 @@ def evaluate_test_set(request: EvaluateRequest, show: Callable[[str], None] = _s
     candidates: dict[str, torch.nn.Module] = {}
     sources: dict[str, dict[str, Any]] = {}  # row name -> where it came from
     files: dict[str, tuple[Path, str]] = {}  # row name -> (artifact path, sha256 of the evaluated bytes)
-    taken = {"uncompressed"}
+    taken = {REFERENCE_ROW}
     for method in methods:
         for budget in request.budgets:
             with typed_value_errors():
