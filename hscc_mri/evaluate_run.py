@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from .fidelity_targets import FidelityTargets, check_targets, format_targets
+
 from .errors import DataError, SettingsError, typed_value_errors
 from .recipes import DEFAULT_BUDGET, DEFAULT_MODEL, LEGACY_RECIPE
 
@@ -71,6 +73,9 @@ class EvaluateRequest:
         runtimes: ``RUNTIME:PRECISION`` choices (no precision: fp32); the uncompressed and
             every compressed model again in each, one row each.
         json_out: also write every number to this file.
+        targets: fidelity targets every compressed row is checked against after the table
+            (:mod:`hscc_mri.fidelity_targets`); the verdicts join the result as
+            ``fidelity_targets``.
     """
 
     data: str | os.PathLike[str]
@@ -84,6 +89,7 @@ class EvaluateRequest:
     seed: int = 0
     runtimes: tuple[str, ...] = ()
     json_out: str | None = None
+    targets: FidelityTargets = FidelityTargets()
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,20 @@ def evaluate_loso(request: LosoRequest, show: Callable[[str], None] = _stdout,
     return results
 
 
+def _shipped_by(file: Path) -> Path | None:
+    """The release manifest beside ``file`` that checks it, or ``None``: an evaluation
+    must not rewrite a shipped sidecar, or the release would refuse it as changed."""
+    from .release import MANIFEST, ReleaseError, load_release
+
+    if not (file.parent / MANIFEST).is_file():
+        return None
+    try:
+        release = load_release(file.parent)
+    except ReleaseError:
+        return None  # not a release manifest: nothing checks the file
+    return release.folder / MANIFEST if release.ships(file.name) else None
+
+
 def _check(request: EvaluateRequest) -> None:
     if request.bootstrap < 2:
         raise SettingsError(f"--bootstrap must be at least 2, got {request.bootstrap}")
@@ -240,7 +260,8 @@ def evaluate_test_set(request: EvaluateRequest, show: Callable[[str], None] = _s
 
     Returns:
         The result of :func:`hscc_mri.testset.evaluate_models`, with ``reference``, each
-        row's ``source`` and the same-runtime agreement added (what the JSON holds).
+        row's ``source``, the same-runtime agreement and, when targets were asked,
+        ``fidelity_targets`` added (what the JSON holds).
 
     Raises:
         SettingsError: a setting out of range, or a runtime choice that cannot compile a model.
@@ -255,7 +276,8 @@ def evaluate_test_set(request: EvaluateRequest, show: Callable[[str], None] = _s
     from .identity import file_sha256
     from .peers import REFERENCE_ROW
     from .resolve import load_model, resolve_model
-    from .testset import add_same_runtime_agreement, evaluate_models, format_table, load_test_set, write_evaluation
+    from .testset import (add_same_runtime_agreement, evaluate_models, evaluation_path, format_table, load_test_set,
+                          write_evaluation)
 
     _check(request)
     methods = request.methods
@@ -308,7 +330,15 @@ def evaluate_test_set(request: EvaluateRequest, show: Callable[[str], None] = _s
         row["source"] = sources[row["name"]]
     add_same_runtime_agreement(result)
     show(format_table(result))
+    if request.targets.asked():
+        result["fidelity_targets"] = check_targets(result, request.targets)
+        show(format_targets(result["fidelity_targets"], result.get("confident_threshold", 0.9)))
     for name, (path, sha) in files.items():
+        shipped = _shipped_by(evaluation_path(path))
+        if shipped is not None:
+            note(f"kept {evaluation_path(path)}: it is a shipped file that {shipped} checks (evaluate a copy of "
+                 f"the model outside the release folder to keep this measurement beside it)")
+            continue
         note(f"wrote {write_evaluation(path, result, name, artifact_sha256=sha)}")
     if request.json_out:
         Path(request.json_out).write_text(json.dumps(result, indent=1))

@@ -121,6 +121,11 @@ class Release:
                                f"{expected['sha256'][:12]}… expected by {MANIFEST}; it is not used")
         return path
 
+    def ships(self, file: str) -> bool:
+        """Whether ``file`` (a name in the release folder) is one the manifest checks, so
+        that writing it would make the release refuse it."""
+        return file in self.manifest["files"]
+
     def fidelity(self, key: str) -> dict[str, Any] | None:
         """The measured fidelity summary of model ``key`` (``None`` when not evaluated)."""
         return self.models[key].get("fidelity")

@@ -41,19 +41,24 @@ def curve_rows(record: dict[str, Any], source: str) -> list[dict[str, Any]]:
 
     rows = [row(0, record["before"]["agreement"], record["before"]["kl"])]
     for h in record["history"]:
-        rows.append(row(h["epoch"], h["agreement"], h["kl"], step=h["step"], train_seconds=h["train_seconds"],
+        # The mean training loss over the epoch's pool views: set beside the selection KL it
+        # tells a student that cannot fit the teacher from one that fits it on `Training/`
+        # views without carrying that to the shifted `Testing/` scans.
+        rows.append(row(h["epoch"], h["agreement"], h["kl"], step=h["step"], train_loss=h.get("loss"),
+                        train_seconds=h["train_seconds"],
                         seconds_per_step=h["train_seconds"] / max(1, h["step"] - (rows[-1].get("step") or 0))))
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """A markdown table of :func:`curve_rows`' rows."""
-    out = ["| run | budget | pool scans | epoch | steps | select agreement | KL | s/step |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = ["| run | budget | pool scans | epoch | steps | select agreement | select KL | train loss | s/step |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         sps = f"{r['seconds_per_step']:.1f}" if r.get("seconds_per_step") else ""
+        loss = f"{r['train_loss']:.3f}" if r.get("train_loss") is not None else ""
         out.append(f"| {Path(r['run']).stem} | {r['budget']} | {r['pool_scans']} | {r['epoch']} | {r.get('step', 0)} | "
-                   f"{100 * r['agreement']:.1f}% ± {100 * r['agreement_se']:.1f} | {r['kl']:.3f} | {sps} |")
+                   f"{100 * r['agreement']:.1f}% ± {100 * r['agreement_se']:.1f} | {r['kl']:.3f} | {loss} | {sps} |")
     return "\n".join(out)
 
 

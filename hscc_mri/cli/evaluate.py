@@ -31,8 +31,13 @@ resamples, the same scans for every model), and each model's paired difference i
 accuracy and macro-F1 to the uncompressed one. Unreadable files are skipped and listed.
 Every compressed row loaded from a file also gets a sidecar <artifact>.evaluation.json
 beside that file (its row, the reference row, the test set's identity and the
-artifact's SHA-256). Example:
+artifact's SHA-256). With --target-agreement, --target-confident-agreement or
+--max-accuracy-drop, every compressed row is then checked against those targets (the
+measured value, its SE beside it): one line per row says which are met, and the exit
+status is 1 when any is missed. Examples:
   hscc-mri evaluate --data ../shared/data/brain-mri/Testing --methods hscc svd --budgets 6
+  hscc-mri evaluate --data runs/halves/report --methods --artifacts release/vgg16-brain-mri-hscc-6x.safetensors \
+      --target-agreement 0.97 --max-accuracy-drop 1.0 --target-confident-agreement 0.995
 
 Leave-one-scan-out mode (no --data): for each SCAN, build the default calibration set
 without it, compress, and compare the compressed model with the original on that scan
@@ -72,6 +77,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "'<row> [<runtime> <precision>]'; agreement stays against the uncompressed model in "
                         "PyTorch fp32. int8 is calibrated on the default calibration set; a compressed "
                         "artifact keeps the layers its int8 plan measured as bad in fp32")
+    p.add_argument("--target-agreement", type=float, default=None, metavar="A",
+                   help="--data only: the least top-1 agreement with the uncompressed model each compressed "
+                        "row must reach (a fraction: 0.97 for 97%%)")
+    p.add_argument("--target-confident-agreement", type=float, default=None, metavar="A",
+                   help="--data only: the least agreement where the uncompressed model is >= 0.9 sure")
+    p.add_argument("--max-accuracy-drop", type=float, default=None, metavar="POINTS",
+                   help="--data only: the most accuracy (percentage points, paired) a compressed row may lose")
     p.add_argument("--json", default=None, metavar="FILE", help="also write every number to FILE")
     p.add_argument("scans", nargs="*", metavar="SCAN",
                    help="leave-one-scan-out: real scans (default: the JPEG samples in samples/)")
@@ -87,9 +99,10 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     try:
         if args.data is not None:
-            evaluate_test_set(_test_set_request(args))
-        else:
-            evaluate_loso(_loso_request(args))
+            result = evaluate_test_set(_test_set_request(args))
+            # Like `compress --target-agreement`: a missed target is a failed check.
+            return 0 if result.get("fidelity_targets", {}).get("met", True) else 1
+        evaluate_loso(_loso_request(args))
     except (HSCCError, ProductError) as e:
         raise CliError(str(e)) from e
     return 0
@@ -99,6 +112,7 @@ def _test_set_request(args: argparse.Namespace) -> EvaluateRequest:
     """``evaluate --data``'s options as an :class:`hscc_mri.evaluate_run.EvaluateRequest`;
     those of leave-one-scan-out are refused (the request has no field for them)."""
     from ..evaluate_run import EvaluateRequest
+    from ..fidelity_targets import FidelityTargets
 
     if args.scans:
         raise CliError(f"SCAN arguments are for leave-one-scan-out; with --data the test set is {args.data} "
@@ -110,7 +124,9 @@ def _test_set_request(args: argparse.Namespace) -> EvaluateRequest:
         data=args.data, model=args.model, methods=None if args.methods is _DEFAULT_METHODS else tuple(args.methods),
         budgets=tuple(args.budgets), artifacts=tuple(args.artifacts), cache_dir=args.cache_dir,
         batch_size=args.batch_size, bootstrap=args.bootstrap, seed=args.seed, runtimes=tuple(args.runtimes),
-        json_out=args.json)
+        json_out=args.json, targets=FidelityTargets(agreement=args.target_agreement,
+                                                    confident_agreement=args.target_confident_agreement,
+                                                    accuracy_drop=args.max_accuracy_drop))
 
 
 def _loso_request(args: argparse.Namespace) -> LosoRequest:
@@ -120,6 +136,9 @@ def _loso_request(args: argparse.Namespace) -> LosoRequest:
 
     if args.artifacts:
         raise CliError("--artifacts needs --data (a labelled test set to evaluate them on)")
+    if any(v is not None for v in (args.target_agreement, args.target_confident_agreement, args.max_accuracy_drop)):
+        raise CliError("--target-agreement, --target-confident-agreement and --max-accuracy-drop need --data "
+                       "(they are checked against a labelled test set's rows)")
     return LosoRequest(
         model=args.model, methods=tuple(args.methods), budgets=tuple(args.budgets), regions=tuple(args.regions),
         clusters=args.clusters, views=args.views, phantoms=args.phantoms, test_views=args.test_views,
