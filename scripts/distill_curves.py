@@ -26,6 +26,15 @@ def _budget(student: str) -> str:
     return f"{found.group(1)}x" if found else "?"
 
 
+def _steps_timed(epoch: dict[str, Any], previous: dict[str, Any], config: dict[str, Any]) -> float:
+    """The steps an epoch's ``train_seconds`` cover: those of the last sitting when the run
+    was resumed inside the epoch (``images`` counts the views trained in it), else the
+    epoch's steps."""
+    if epoch.get("images") and config.get("batch_size"):
+        return max(1.0, epoch["images"] / config["batch_size"])
+    return max(1, epoch["step"] - (previous.get("step") or 0))
+
+
 def curve_rows(record: dict[str, Any], source: str) -> list[dict[str, Any]]:
     """One row for the start and one per epoch of one run's record."""
     n = record["select_images"]
@@ -46,7 +55,7 @@ def curve_rows(record: dict[str, Any], source: str) -> list[dict[str, Any]]:
         # views without carrying that to the shifted `Testing/` scans.
         rows.append(row(h["epoch"], h["agreement"], h["kl"], step=h["step"], train_loss=h.get("loss"),
                         train_seconds=h["train_seconds"],
-                        seconds_per_step=h["train_seconds"] / max(1, h["step"] - (rows[-1].get("step") or 0))))
+                        seconds_per_step=h["train_seconds"] / _steps_timed(h, rows[-1], config)))
     return rows
 
 

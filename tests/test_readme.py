@@ -53,6 +53,11 @@ def _wrap(text: str) -> str:
     return textwrap.fill(text, width=90, break_long_words=False, break_on_hyphens=False)
 
 
+def _links(rels: tuple[str, ...]) -> str:
+    """The committed files a block is rendered from, as README links."""
+    return " and ".join(f"[`{rel}`]({rel})" for rel in rels)
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" :--- "] + [" ---: "] * (len(header) - 1)) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
@@ -135,7 +140,7 @@ def safety_net_block() -> str:
                f"{first['release']['runtime']} {first['release']['precision']} on {first['cpu']}; batch-1 latency "
                f"is the mean over scans (median of {len(first['latency']['rounds']['net_batch1_ms'])} rounds), the reference's pass "
                f"added for a scan handed over; ± is the binomial "
-               f"SE). From " + " and ".join(f"[`{rel}`]({rel})" for rel in SAFETY) + ":")
+               f"SE). From " + _links(SAFETY) + ":")
     rows = []
     for r in reports:
         lat = r["latency"]["batch1_mean_ms"]
@@ -153,7 +158,34 @@ def safety_net_block() -> str:
     return _wrap(caption) + "\n\n" + _table(header, rows)
 
 
-BLOCKS = {"start": fresh_clone_block, "safety": safety_net_block, "runtimes": runtimes_block, "methods": methods_block}
+FIDELITY = ("reports/real/fidelity-report-6x.json", "reports/real/fidelity-report-3x.json")
+
+
+def fidelity_block() -> str:
+    """The shipped compressed models alone against their fidelity targets on the report
+    half, as ``evaluate --target-agreement ... --json`` wrote them."""
+    results = [_load(rel) for rel in FIDELITY]
+    caption = (f"Each shipped compressed model alone against its fidelity targets, on the "
+               f"{results[0]['test_set']['n']} scans of the report half of `Testing/` (never used for a choice; "
+               f"PyTorch fp32; ± is the bootstrap SE, the accuracy drop paired): the output of "
+               f"`hscc-mri evaluate --data <report half> --target-agreement ... --json`, in {_links(FIDELITY)}:")
+    rows = []
+    for result in results:
+        verdicts = result["fidelity_targets"]
+        for name, v in verdicts["rows"].items():
+            a, c, d = v["agreement"], v.get("confident_agreement"), v["accuracy_drop"]
+            row = next(r for r in result["rows"] if r["name"] == name)
+            confident = (f"{_pct(c['measured'], c['se'])} (≥ {100 * c['target']:g})" if c else
+                         f"{_pct(row['agreement_confident'], row['agreement_confident_se'])} (none set)")
+            rows.append([_model_name(name), f"{_pct(a['measured'], a['se'])} (≥ {100 * a['target']:g})", confident,
+                         f"{d['measured']:.1f} ± {d['se']:.1f} (≤ {d['target']:g})",
+                         "met" if v["met"] else "missed"])
+    header = ["model", "agreement % (target)", "agreement where the original is ≥ 0.9 sure % (target)",
+              "accuracy drop, points (target)", "targets"]
+    return _wrap(caption) + "\n\n" + _table(header, rows)
+
+
+BLOCKS = {"start": fresh_clone_block, "fidelity": fidelity_block, "safety": safety_net_block, "runtimes": runtimes_block, "methods": methods_block}
 
 
 def _block_re(key: str) -> re.Pattern[str]:
