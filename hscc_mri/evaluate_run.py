@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from .fidelity_targets import FidelityTargets, check_targets, format_targets
-
 from .errors import DataError, SettingsError, typed_value_errors
+from .fidelity_targets import FidelityTargets, check_targets, format_targets
 from .recipes import DEFAULT_BUDGET, DEFAULT_MODEL, LEGACY_RECIPE
 
 if TYPE_CHECKING:

@@ -36,7 +36,7 @@ artifact's SHA-256). With --target-agreement, --target-confident-agreement or
 measured value, its SE beside it): one line per row says which are met, and the exit
 status is 1 when any is missed. Examples:
   hscc-mri evaluate --data ../shared/data/brain-mri/Testing --methods hscc svd --budgets 6
-  hscc-mri evaluate --data runs/halves/report --methods --artifacts release/vgg16-brain-mri-hscc-6x.safetensors \
+  hscc-mri evaluate --data runs/halves/report --methods --artifacts artifacts/my-candidate.safetensors \
       --target-agreement 0.97 --max-accuracy-drop 1.0 --target-confident-agreement 0.995
 
 Leave-one-scan-out mode (no --data): for each SCAN, build the default calibration set
