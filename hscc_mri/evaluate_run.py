@@ -173,12 +173,10 @@ def _shipped_by(file: Path) -> Path | None:
     must not rewrite a shipped sidecar, or the release would refuse it as changed."""
     from .release import MANIFEST, ReleaseError, load_release
 
-    if not (file.parent / MANIFEST).is_file():
-        return None
     try:
         release = load_release(file.parent)
     except ReleaseError:
-        return None  # not a release manifest: nothing checks the file
+        return None  # no release manifest there: nothing checks the file
     return release.folder / MANIFEST if release.ships(file.name) else None
 
 
@@ -331,11 +329,12 @@ def evaluate_test_set(request: EvaluateRequest, show: Callable[[str], None] = _s
     show(format_table(result))
     if request.targets.asked():
         result["fidelity_targets"] = check_targets(result, request.targets)
-        show(format_targets(result["fidelity_targets"], result.get("confident_threshold", 0.9)))
+        show(format_targets(result["fidelity_targets"]))
     for name, (path, sha) in files.items():
-        shipped = _shipped_by(evaluation_path(path))
+        sidecar = evaluation_path(path)
+        shipped = _shipped_by(sidecar)
         if shipped is not None:
-            note(f"kept {evaluation_path(path)}: it is a shipped file that {shipped} checks (evaluate a copy of "
+            note(f"kept {sidecar}: it is a shipped file that {shipped} checks (evaluate a copy of "
                  f"the model outside the release folder to keep this measurement beside it)")
             continue
         note(f"wrote {write_evaluation(path, result, name, artifact_sha256=sha)}")

@@ -38,7 +38,8 @@ class FidelityTargets:
         for name in ("agreement", "confident_agreement"):
             value = getattr(self, name)
             if value is not None and not 0.0 < value <= 1.0:
-                raise SettingsError(f"the {name.replace('_', ' ')} target must be a fraction in (0, 1] (0.97 for 97%), got {value}")
+                raise SettingsError(f"the {name.replace('_', ' ')} target must be a fraction in (0, 1] "
+                                    f"(0.97 for 97%), got {value}")
         if self.accuracy_drop is not None and not 0.0 <= self.accuracy_drop <= 100.0:
             raise SettingsError(f"the largest accuracy drop must be 0 to 100 points, got {self.accuracy_drop}")
 
@@ -58,14 +59,14 @@ def check_targets(result: Mapping[str, Any], targets: FidelityTargets) -> dict[s
     against ``targets``.
 
     Args:
-        result: what :func:`hscc_mri.testset.evaluate_models` returns (rows with
-            ``agreement``, ``agreement_se``, ``agreement_confident(_se)`` and
-            ``vs_reference.accuracy.diff/se``).
+        result: what :func:`hscc_mri.testset.evaluate_models` returns (its
+            ``confident_threshold`` and rows with ``agreement``, ``agreement_se``,
+            ``agreement_confident(_se)`` and ``vs_reference.accuracy.diff/se``).
         targets: the targets; at least one set.
 
     Returns:
-        ``{"targets": {...}, "rows": {name: {"agreement": verdict, ..., "met": bool}},
-        "met": bool}``, a verdict being ``{"measured", "se", "target", "met"}`` (the accuracy
+        ``{"targets": {...}, "confident_threshold": float, "rows": {name: {"agreement":
+        verdict, ..., "met": bool}}, "met": bool}``, a verdict being ``{"measured", "se", "target", "met"}`` (the accuracy
         drop in points, positive for a loss).
     """
     rows: dict[str, Any] = {}
@@ -83,10 +84,11 @@ def check_targets(result: Mapping[str, Any], targets: FidelityTargets) -> dict[s
         rows[row["name"]] = verdicts
     return {"targets": {"agreement": targets.agreement, "confident_agreement": targets.confident_agreement,
                         "accuracy_drop_points": targets.accuracy_drop},
-            "rows": rows, "met": all(r["met"] for r in rows.values())}
+            "confident_threshold": result["confident_threshold"], "rows": rows,
+            "met": all(r["met"] for r in rows.values())}
 
 
-def format_targets(check: Mapping[str, Any], confident_threshold: float = 0.9) -> str:
+def format_targets(check: Mapping[str, Any]) -> str:
     """:func:`check_targets`' verdicts as printable lines, one per row."""
     lines = ["fidelity targets (measured value against the target; ± is the SE):"]
     for name, verdicts in check["rows"].items():
@@ -99,7 +101,8 @@ def format_targets(check: Mapping[str, Any], confident_threshold: float = 0.9) -
             if key == "accuracy_drop":
                 parts.append(f"accuracy drop {m:.1f} ± {se:.1f} points (at most {t:g}): {word}")
             else:
-                label = "agreement" if key == "agreement" else f"agreement where p>={confident_threshold:g}"
+                label = ("agreement" if key == "agreement"
+                         else f"agreement where p>={check['confident_threshold']:g}")
                 shown = "n/a" if m is None else f"{100 * m:.1f}% ± {100 * (se or 0.0):.1f}"
                 parts.append(f"{label} {shown} (at least {100 * t:g}%): {word}")
         lines.append(f"  {name}: " + "; ".join(parts))

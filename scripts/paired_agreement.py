@@ -49,7 +49,8 @@ def compare(result: dict[str, Any], base: str) -> list[dict[str, Any]]:
         lost = sum(b and not a for a, b in zip(agree, agree_base))
         diff = (gained - lost) / n
         se = math.sqrt(max(0.0, gained + lost - (gained - lost) ** 2 / n)) / n
-        out.append({"row": name, "base": base, "n": n, "agreement": sum(agree) / n, "base_agreement": sum(agree_base) / n,
+        out.append({"row": name, "base": base, "n": n, "agreement": sum(agree) / n,
+                    "base_agreement": sum(agree_base) / n,
                     "gained": gained, "lost": lost, "difference": diff, "difference_se": se,
                     "mcnemar_p": mcnemar_p(gained, lost), "mean_kl": row["mean_kl"],
                     "base_mean_kl": rows[base]["mean_kl"]})

@@ -185,7 +185,8 @@ def fidelity_block() -> str:
     return _wrap(caption) + "\n\n" + _table(header, rows)
 
 
-BLOCKS = {"start": fresh_clone_block, "fidelity": fidelity_block, "safety": safety_net_block, "runtimes": runtimes_block, "methods": methods_block}
+BLOCKS = {"start": fresh_clone_block, "fidelity": fidelity_block, "safety": safety_net_block,
+          "runtimes": runtimes_block, "methods": methods_block}
 
 
 def _block_re(key: str) -> re.Pattern[str]:
